@@ -1,0 +1,116 @@
+"""Classical slice interpolation: the baselines every CaLID result is compared with.
+
+All methods fill the gaps of one 3D stack ``(Z, Y, X)`` along Z. Acquired slice ``i``
+lands at output index ``i * factor`` unchanged, so the only thing a method decides is
+the ``factor - 1`` slices between two acquired ones, at fractions ``a = k / factor``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from calid.errors import InputError
+
+#: Method names accepted by :func:`interpolate`, fastest first.
+METHODS = ("nearest", "linear", "cubic", "registration")
+
+
+def interpolate(
+    stack: np.ndarray,
+    factor: int,
+    method: str = "linear",
+    spacing=(1.0, 1.0, 1.0),
+) -> np.ndarray:
+    """Dense float32 stack of ``(Z - 1) * factor + 1`` slices; input slice i at i * factor.
+
+    ``spacing`` is (x, y, z) in mm like :class:`calid.volume.Volume`; only the in-plane
+    part matters (registration measures its smoothing and displacements in mm).
+    """
+    stack = _checked_stack(stack)
+    factor = _checked_factor(factor)
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if factor == 1:
+        return stack.copy()
+    if method == "nearest":
+        dense = _nearest(stack, factor)
+    elif method == "linear":
+        dense = _linear(stack, factor)
+    elif method == "cubic":
+        dense = _cubic(stack, factor)
+    else:
+        from calid.registration import registration_interpolate
+
+        dense = registration_interpolate(stack, factor, _checked_spacing(spacing))
+    dense = dense.astype(np.float32, copy=False)
+    dense[::factor] = stack  # acquired slices bit-exact, whatever rounding the method did
+    return dense
+
+
+def _checked_stack(stack: np.ndarray) -> np.ndarray:
+    array = np.asarray(stack)
+    if array.ndim != 3:
+        raise InputError(
+            f"stack must be 3D (Z, Y, X), not {array.ndim}D with shape {array.shape}; "
+            "pass one frame of a cine at a time"
+        )
+    if array.shape[0] < 2:
+        raise InputError(f"stack must have at least 2 slices to interpolate between, not {array.shape[0]}")
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise InputError(f"stack must hold real numbers, not {array.dtype}")
+    return array.astype(np.float32, copy=False)
+
+
+def _checked_factor(factor) -> int:
+    if isinstance(factor, (bool, np.bool_)) or not isinstance(factor, (int, np.integer)) or factor < 1:
+        raise InputError(f"factor must be an integer >= 1, not {factor!r}")
+    return int(factor)
+
+
+def _checked_spacing(spacing) -> tuple[float, float]:
+    values = np.asarray(spacing, dtype=float).reshape(-1)
+    if values.size not in (2, 3) or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise InputError(f"spacing must be 2 or 3 positive numbers (x, y[, z]) in mm, not {spacing!r}")
+    return float(values[0]), float(values[1])
+
+
+def gap_fractions(factor: int) -> np.ndarray:
+    """Fractions ``a`` of the way from one acquired slice to the next, 0 excluded."""
+    return np.arange(1, factor) / factor
+
+
+def _dense_positions(n_slices: int, factor: int) -> np.ndarray:
+    """Output slice positions in units of the acquired slice spacing."""
+    return np.arange((n_slices - 1) * factor + 1) / factor
+
+
+def _nearest(stack: np.ndarray, factor: int) -> np.ndarray:
+    """Copy the nearest acquired slice; half-way ties go to the lower one."""
+    positions = _dense_positions(stack.shape[0], factor)
+    index = np.ceil(positions - 0.5).astype(int)  # 0.5 -> 0, 0.51 -> 1
+    return stack[index]
+
+
+def _linear(stack: np.ndarray, factor: int) -> np.ndarray:
+    """(1 - a) * prev + a * next between each pair of acquired slices."""
+    positions = _dense_positions(stack.shape[0], factor)
+    lower = np.minimum(np.floor(positions).astype(int), stack.shape[0] - 2)
+    a = (positions - lower).astype(np.float32)[:, None, None]
+    return (1 - a) * stack[lower] + a * stack[lower + 1]
+
+
+def _cubic(stack: np.ndarray, factor: int) -> np.ndarray:
+    """Interpolating cubic along z through the acquired slices.
+
+    Modified Akima ("makima"): each slice's z-slope is a weighted mean of the
+    neighbouring secants, so it reproduces a straight line, stays local (a bright basal
+    slice does not ring through the whole stack as with a global spline) and does not
+    overshoot where the intensity jumps, e.g. where the blood pool ends at the apex.
+    On the held-out-slice test with ACDC train patients it also scored better than a
+    natural or not-a-knot spline and than PCHIP (see the README's baseline table).
+    """
+    from scipy.interpolate import Akima1DInterpolator
+
+    z = np.arange(stack.shape[0], dtype=float)
+    spline = Akima1DInterpolator(z, stack.astype(np.float64), axis=0, method="makima")
+    return spline(_dense_positions(stack.shape[0], factor)).astype(np.float32)

@@ -24,8 +24,14 @@ BASELINES = ("nearest", "linear", "cubic", "registration")
 #: (the best baseline in the README's held-out-slice table).
 BEST_BASELINE = "registration"
 
-#: fill(array (T, Z, Y, X) float32, factor, spacing, progress) -> dense (T, Z', Y, X)
-FillFunction = Callable[[np.ndarray, int, tuple, Progress], np.ndarray]
+#: Name of the bundled CaLID 3D model (denoiser; it names its VAE in its config).
+DEFAULT_MODEL = "calid-denoiser-acdc"
+#: Default diffusion settings (chosen by measurement; see README).
+DEFAULT_STEPS = 10
+DEFAULT_SAMPLES = 1
+
+#: fill(array (T, Z, Y, X) float32, factor, spacing, progress, options) -> (dense, std or None)
+FillFunction = Callable[[np.ndarray, int, tuple, Progress, dict], tuple[np.ndarray, np.ndarray | None]]
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ def resolve_factor(volume: Volume, factor: int | None = None, spacing: float | N
 
 
 def _baseline_fill(method: str) -> FillFunction:
-    def fill(array: np.ndarray, factor: int, spacing: tuple, progress: Progress) -> np.ndarray:
+    def fill(array: np.ndarray, factor: int, spacing: tuple, progress: Progress, options: dict):
         from calid.baselines import interpolate
 
         frames = []
@@ -76,24 +82,81 @@ def _baseline_fill(method: str) -> FillFunction:
             for frame in array:
                 frames.append(interpolate(frame, factor, method=method, spacing=spacing))
                 stage.advance()
-        return np.stack(frames)
+        return np.stack(frames), None
 
     return fill
+
+
+def _calid_fill(array: np.ndarray, factor: int, spacing: tuple, progress: Progress, options: dict):
+    from calid.calid_fill import fill
+
+    return fill(array, factor, spacing, progress, **options)
 
 
 def _fill_function(method: str) -> FillFunction:
     if method in BASELINES:
         return _baseline_fill(method)
-    raise InputError(f"method must be one of {', '.join(('auto', *BASELINES))}, not {method!r}")
+    if method == "calid":
+        return _calid_fill
+    raise InputError(f"method must be one of {', '.join(('auto', 'calid', *BASELINES))}, not {method!r}")
 
 
-def resolve_method(method: str) -> tuple[str, tuple[str, ...]]:
+def calid_model_available(model: str | None = None) -> bool:
+    """True when the CaLID model can be found locally (no download is attempted)."""
+    try:
+        from calid.weights import find_model
+
+        find_model(model or DEFAULT_MODEL)
+    except (ImportError, OSError, RuntimeError):
+        return False
+    return True
+
+
+def resolve_method(method: str, model: str | None = None) -> tuple[str, tuple[str, ...]]:
     """Turn ``"auto"`` into a concrete method and say why."""
     if method != "auto":
         return method, ()
+    if calid_model_available(model):
+        return "calid", ()
     return BEST_BASELINE, (
         f"no trained CaLID model is installed: used the best classical baseline ({BEST_BASELINE})",
     )
+
+
+def resolve_mode(mode: str, method: str, volume: Volume) -> tuple[str, tuple[str, ...]]:
+    """3D (frame by frame) or 2D+T (whole cine); only CaLID has a 2D+T model."""
+    if mode not in ("auto", "3d", "2dt"):
+        raise InputError(f"mode must be 'auto', '3d' or '2dt', not {mode!r}")
+    if mode == "2dt":
+        if not volume.is_cine:
+            raise InputError("mode '2dt' needs a cine (T frames x Z slices); this input is a single 3D stack")
+        raise InputError(
+            "mode '2dt' needs the CaLID 2D+T model, which this version does not include yet; "
+            "use mode '3d' (each frame reconstructed on its own)"
+        )
+    notes = ()
+    if volume.is_cine and method == "calid":
+        notes = ("cine reconstructed frame by frame (3D mode)",)
+    return "3d", notes
+
+
+def diffusion_options(method: str, steps: int | None, samples: int | None, seed: int | None,
+                      device: str, model: str | None) -> dict:
+    """Options for the diffusion sampler; refuse them for methods that would ignore them."""
+    if method != "calid":
+        given = [name for name, value in (("steps", steps), ("samples", samples)) if value is not None]
+        if given:
+            raise InputError(f"{' and '.join(given)} apply to the calid method only, not {method!r}; drop them")
+        return {}
+    steps = DEFAULT_STEPS if steps is None else steps
+    samples = DEFAULT_SAMPLES if samples is None else samples
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise InputError(f"steps must be a positive integer, not {steps!r}")
+    if isinstance(samples, bool) or int(samples) != samples or samples < 1:
+        raise InputError(f"samples must be a positive integer, not {samples!r}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise InputError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
+    return {"steps": int(steps), "samples": int(samples), "seed": seed or 0, "device": device, "model": model}
 
 
 def to_output_dtype(dense: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -110,26 +173,35 @@ def reconstruct(
     factor: int | None = None,
     spacing: float | None = None,
     method: str = "auto",
+    mode: str = "auto",
+    steps: int | None = None,
+    samples: int | None = None,
     seed: int | None = 0,
+    device: str = "auto",
+    model: str | None = None,
     progress: Progress | ProgressMode | None = None,
 ) -> ReconstructionResult:
     """Dense volume with slice spacing divided by ``factor``; acquired slices unchanged.
 
     The dense grid keeps the input's first-slice position and directions; acquired
     slice ``i`` becomes slice ``i * factor`` and is copied bit-exact. All others are
-    listed in ``result.volume.synthesized``.
+    listed in ``result.volume.synthesized``. ``steps``/``samples``/``device``/``model``
+    steer the CaLID sampler; ``samples > 1`` also returns a per-voxel standard deviation
+    (``result.uncertainty``).
     """
     from calid.validate import validate_volume
 
     validate_volume(volume)
     factor = resolve_factor(volume, factor, spacing)
-    method, notes = resolve_method(method)
+    method, notes = resolve_method(method, model)
     fill = _fill_function(method)
+    mode, mode_notes = resolve_mode(mode, method, volume)
+    options = diffusion_options(method, steps, samples, seed, device, model)
     progress = as_progress(progress)
     started = time.perf_counter()
 
     source = volume.array if volume.is_cine else volume.array[None]
-    dense = fill(source.astype(np.float32), factor, volume.spacing, progress)
+    dense, std = fill(source.astype(np.float32), factor, volume.spacing, progress, options)
     dense = to_output_dtype(dense, source.dtype)
     acquired = np.arange(volume.n_slices) * factor
     dense[:, acquired] = source  # measured data passes through untouched
@@ -140,12 +212,17 @@ def reconstruct(
         synthesized=synthesized,
         **volume.dense_geometry(factor),
     )
+    uncertainty = None
+    if std is not None:
+        std[:, acquired] = 0.0  # measured slices carry no synthesis uncertainty
+        uncertainty = out.replace(array=std.astype(np.float32) if volume.is_cine else std[0].astype(np.float32))
     return ReconstructionResult(
         volume=out,
         method=method,
         factor=factor,
+        uncertainty=uncertainty,
         seed=seed,
         seconds=time.perf_counter() - started,
         stage_seconds=dict(progress.stage_seconds),
-        notes=notes,
+        notes=notes + mode_notes,
     )

@@ -1,0 +1,117 @@
+"""``calid reconstruct IN -o OUT``: make a sparse stack or cine dense along the slice axis."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "make a sparse short-axis stack or cine dense (CaLID or a classical baseline)"
+DESCRIPTION = (
+    "Reconstruct a dense volume from sparse short-axis slices. Acquired slices are copied "
+    "unchanged; the synthesised ones are listed in the JSON report written beside the output."
+)
+
+METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
+
+
+def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that reconstructs (reconstruct, demo, evaluate)."""
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--factor", type=int, help="upsampling factor along the slice axis (default 2)")
+    target.add_argument("--spacing", type=float, metavar="MM", help="target slice spacing in mm")
+    parser.add_argument("--method", default="auto", choices=METHOD_CHOICES,
+                        help="auto = CaLID when its model is installed, else the best baseline")
+    parser.add_argument("--mode", default="auto", choices=("auto", "3d", "2dt"),
+                        help="3d: each frame on its own; 2dt: whole cine, coherent in time")
+    parser.add_argument("--steps", type=int, help="diffusion sampling steps (CaLID only)")
+    parser.add_argument("--samples", type=int, help="diffusion samples averaged; >1 gives an uncertainty map")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (recorded in the report)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--progress", default="bar", choices=("bar", "json", "none"),
+                        help="json: one JSON object per line on stdout (for the Slicer module)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", type=Path, help="NIfTI/NRRD/MHA file, .seq.nrrd cine, or a DICOM folder")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="output file (.nii.gz, .nrrd, .mha; .seq.nrrd or .nii.gz for cine)")
+    add_reconstruction_arguments(parser)
+    parser.add_argument("--uncertainty", type=Path, metavar="FILE",
+                        help="also write the per-voxel standard deviation over samples (needs --samples > 1)")
+    parser.add_argument("--segment", type=Path, metavar="FILE",
+                        help="also segment the dense result (LV, myocardium, RV) into FILE (.seg.nrrd or labelmap)")
+    parser.add_argument("--report", type=Path, metavar="JSON",
+                        help="where to write the JSON report (default: OUTPUT with .calid.json)")
+
+
+def report_path(output: Path) -> Path:
+    name = output.name
+    for suffix in (".seq.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"):
+        if name.endswith(suffix):
+            return output.with_name(name[: -len(suffix)] + ".calid.json")
+    return output.with_name(name + ".calid.json")
+
+
+def reconstruction_kwargs(args: argparse.Namespace) -> dict:
+    """CLI options -> keyword arguments of :func:`calid.reconstruct`."""
+    kwargs = {
+        "method": args.method,
+        "mode": args.mode,
+        "seed": args.seed,
+        "device": args.device,
+        "steps": args.steps,
+        "samples": args.samples,
+        "progress": args.progress,
+    }
+    if args.spacing is not None:
+        kwargs["spacing"] = args.spacing
+    else:
+        kwargs["factor"] = args.factor or 2
+    return kwargs
+
+
+def run(args: argparse.Namespace) -> int:
+    from calid.io import read, write
+    from calid.report import write_report
+    from calid.reconstruct import reconstruct
+    from calid.validate import check_output_path
+
+    outputs = [p for p in (args.output, args.uncertainty, args.segment) if p is not None]
+    for path in outputs:
+        check_output_path(args.input, path)
+    volume = read(args.input)
+    result = reconstruct(volume, **reconstruction_kwargs(args))
+    if args.uncertainty is not None and result.uncertainty is None:
+        from calid.errors import InputError
+
+        raise InputError("--uncertainty needs a diffusion method with --samples 2 or more")
+    segmentation = None
+    if args.segment is not None:
+        from calid.segment import segment
+
+        segmentation = segment(result.volume, device=args.device, progress=args.progress)
+    # Write only after everything succeeded, so a failed run leaves no partial outputs.
+    write(result.volume, args.output)
+    if result.uncertainty is not None and args.uncertainty is not None:
+        write(result.uncertainty, args.uncertainty)
+    if segmentation is not None:
+        from calid.io import write_segmentation
+
+        write_segmentation(segmentation.labels, args.segment)
+    report = write_report(result, args.report or report_path(args.output), source=args.input, output=args.output)
+    _announce(args, result, report)
+    return 0
+
+
+def _announce(args: argparse.Namespace, result, report: Path) -> None:
+    import json
+    import sys
+
+    lines = [f"wrote {args.output} ({result.method}, x{result.factor}, "
+             f"{len(result.synthesized)} synthesised slices, {result.seconds:.1f} s)", f"report: {report}"]
+    lines += [f"note: {note}" for note in result.notes]
+    if args.progress == "json":
+        print(json.dumps({"event": "done", "output": str(args.output), "report": str(report),
+                          "notes": list(result.notes)}), flush=True)
+    else:
+        print("\n".join(lines), file=sys.stderr if args.progress == "none" else sys.stdout)

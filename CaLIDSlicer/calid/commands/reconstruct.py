@@ -105,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _announce(args: argparse.Namespace, result, report: Path) -> None:
     import json
-    import sys
 
     lines = [f"wrote {args.output} ({result.method}, x{result.factor}, "
              f"{len(result.synthesized)} synthesised slices, {result.seconds:.1f} s)", f"report: {report}"]
@@ -114,4 +113,4 @@ def _announce(args: argparse.Namespace, result, report: Path) -> None:
         print(json.dumps({"event": "done", "output": str(args.output), "report": str(report),
                           "notes": list(result.notes)}), flush=True)
     else:
-        print("\n".join(lines), file=sys.stderr if args.progress == "none" else sys.stdout)
+        print("\n".join(lines))

@@ -61,13 +61,23 @@ def read(path: str | Path) -> Volume:
 
         return read_dicom_series(path)
     suffix = compound_suffix(path)
-    if suffix == ".seq.nrrd":
+    if suffix == ".seg.nrrd":
+        return read_segmentation(path)
+    if suffix == ".seq.nrrd" or (suffix in (".nrrd", ".nhdr") and _nrrd_dimension(path) == 4):
         from calid.io_slicer import read_sequence
 
         return read_sequence(path)
-    if suffix == ".seg.nrrd":
-        return read_segmentation(path)
     return _read_with_sitk(path)
+
+
+def _nrrd_dimension(path: Path) -> int | None:
+    """Dimension of a NRRD header (None if unreadable: the full read then reports why)."""
+    import nrrd
+
+    try:
+        return int(nrrd.read_header(str(path))["dimension"])
+    except (nrrd.NRRDError, OSError, ValueError, KeyError):
+        return None
 
 
 def _read_with_sitk(path: Path) -> Volume:

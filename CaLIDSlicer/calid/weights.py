@@ -334,7 +334,7 @@ def fetch_model(
     work = Path(tempfile.mkdtemp(prefix=f".{name}.download.", dir=cache_dir))
     try:
         archive = work / "archive"
-        digest = _download(entry["url"], archive, entry["size_bytes"], progress)
+        digest = _download(entry["url"], archive, entry["size_bytes"], progress, label=f"download {name}")
         if digest != entry["sha256"]:
             raise ModelError(
                 f"download of {name!r} from {entry['url']} has SHA-256 {digest}, expected {entry['sha256']}: "
@@ -346,7 +346,7 @@ def fetch_model(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _download(url: str, target: Path, size: int | None, progress: "Progress | ProgressMode | None") -> str:
+def _download(url: str, target: Path, size: int | None, progress: "Progress | ProgressMode | None", label: str) -> str:
     """Stream ``url`` into ``target``; return its SHA-256 (hashed on the way, not re-read)."""
     import urllib.error
     import urllib.request
@@ -357,7 +357,7 @@ def _download(url: str, target: Path, size: int | None, progress: "Progress | Pr
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:
             total = size or int(response.headers.get("Content-Length") or 0)
-            with as_progress(progress).stage(f"download {target.parent.name}", total=(total >> 20) + 1) as stage:
+            with as_progress(progress).stage(label, total=(total >> 20) + 1) as stage:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     digest.update(chunk)
                     out.write(chunk)

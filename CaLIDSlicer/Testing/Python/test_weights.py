@@ -285,3 +285,9 @@ def test_cli_list_info_and_import(saved, tmp_path, clean_env, capsys):
     assert info["config"]["architecture"] == "test-tiny-mlp" and info["card"].startswith("# Tiny")
     assert main(["models", "info", "absent"]) == 2
     assert "calid models fetch absent" in capsys.readouterr().err
+
+
+def test_cli_fetch_unknown_model_fails_clearly(clean_env, capsys):
+    assert main(["models", "fetch", "no-such-model"]) == 2
+    assert "'no-such-model' is not in the registry" in capsys.readouterr().err
+    assert not clean_env.exists() or list(clean_env.iterdir()) == []

@@ -51,8 +51,8 @@ def read_dicom_series(folder: str | Path) -> Volume:
     positions = np.array([group[0].position for group in slices])
     spacing_z = 1.0  # a single slice has no spacing; validate_volume refuses it later
     if len(slices) > 1:
+        check_slice_positions(positions, normal, float(np.median(np.diff(positions @ normal))))
         spacing_z = float((positions[-1] - positions[0]) @ normal / (len(slices) - 1))
-        check_slice_positions(positions, normal, spacing_z)
     array = np.stack([np.stack([image.pixels for image in frame]) for frame in zip(*frames)])
     spacing = (*images[0].spacing_xy, spacing_z)
     direction = np.column_stack([row, col, normal])

@@ -86,8 +86,8 @@ def check_slice_positions(positions, normal, spacing: float) -> None:
         i = int(bad[0])
         measured = ", ".join(f"{g:.2f}" for g in np.abs(gaps))
         raise InputError(
-            f"slice spacing must be uniform ({spacing:.2f} mm), not {abs(gaps[i]):.2f} mm between slices "
-            f"{i} and {i + 1} (gaps measured: {measured} mm); a slice may be missing or duplicated: "
+            f"slice spacing must be uniform, not {abs(gaps[i]):.2f} mm between slices {i} and {i + 1} where "
+            f"{spacing:.2f} mm is expected (gaps measured: {measured} mm); a slice may be missing or duplicated: "
             "remove the odd slices or resample the stack to a regular grid"
         )
 

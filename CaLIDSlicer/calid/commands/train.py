@@ -1,0 +1,69 @@
+"""``calid train vae|denoiser``: train the CaLID networks on real short-axis stacks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "train the CaLID autoencoder or latent denoiser (single process or under torchrun)"
+DESCRIPTION = (
+    "Self-supervised training on real short-axis stacks (NIfTI 3D or 4D cine). Only patients of the "
+    "'train' split (calid/splits.py) are read; 'val' patients are used for the numbers logged at "
+    "checkpoints. Checkpoints in RUN_DIR are resumable (--resume); the finished model is written to "
+    "RUN_DIR/model. Multi-process: torchrun --nproc-per-node N -m calid train ..."
+)
+
+
+def _existing_dir(value: str) -> Path:
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"--data must be an existing folder, not {value!r}")
+    return path
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value!r}")
+    return number
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", choices=("vae", "denoiser"), help="which network to train")
+    parser.add_argument("--data", type=_existing_dir, action="append", required=True, help="folder of *.nii.gz stacks (repeatable)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, log, final model")
+    parser.add_argument("--steps", type=_positive, default=2000, help="optimizer steps in total (default 2000)")
+    parser.add_argument("--batch", type=_positive, default=8, help="batch size per process (default 8)")
+    parser.add_argument("--crop", type=_positive, default=96, help="crop size in pixels (default 96)")
+    parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")
+    parser.add_argument("--vae", type=Path, help="denoiser only: trained autoencoder model folder (default: bundled)")
+    parser.add_argument("--prediction", choices=("sample", "epsilon", "v_prediction"), default="sample",
+                        help="denoiser only: what the network predicts (default sample, i.e. x0)")
+    parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "calid" / "train",
+                        help="where normalised slices/latents are cached between runs")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from calid.train.distributed import setup, teardown
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    context = setup(args.device)
+    try:
+        if args.model == "vae":
+            from calid.train.vae_run import run_vae
+
+            run_vae(args, context)
+        else:
+            from calid.train.denoiser_run import run_denoiser
+
+            run_denoiser(args, context)
+    finally:
+        teardown(context)
+    return 0

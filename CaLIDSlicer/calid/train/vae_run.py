@@ -1,0 +1,55 @@
+"""Wiring of ``calid train vae``: data, model, loop, validation, export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from functools import partial
+
+import torch
+
+from calid.train.data import cached_stacks
+from calid.train.distributed import DistributedContext, unwrap, wrap
+from calid.train.loop import LoopSettings, train
+from calid.train.vae import VaeLossWeights, save_run_model, slice_batch, vae_loss, validation_psnr
+
+#: The bundled autoencoder's shape (about 0.45 M parameters, 4x downsampling, 4 latent channels).
+VAE_KWARGS = {"channels": [32, 64, 64], "latent_channels": 4, "num_res_blocks": 1, "norm_num_groups": 16}
+
+
+def run_vae(args: argparse.Namespace, context: DistributedContext) -> None:
+    from calid.models.vae import SliceAutoencoder
+
+    data = [str(d) for d in args.data]
+    stacks = cached_stacks(data, "train", args.cache_dir)
+    val_stacks = cached_stacks(data, "val", args.cache_dir)
+    torch.manual_seed(args.seed)
+    model = wrap(SliceAutoencoder(**VAE_KWARGS), context)
+    weights = VaeLossWeights()
+    started = time.perf_counter()
+
+    def report(step: int) -> None:
+        net = unwrap(model).eval()
+        score = validation_psnr(net, val_stacks)
+        net.train()
+        print(json.dumps({"step": step, "val_psnr": round(score, 2), "minutes": round((time.perf_counter() - started) / 60, 1)}), flush=True)
+
+    settings = LoopSettings(steps=args.steps, learning_rate=args.lr)
+    train(
+        model,
+        partial(slice_batch, stacks, args.batch, args.crop),
+        lambda net, batch: vae_loss(net, batch.to(context.device), weights),
+        settings,
+        context,
+        args.out,
+        args.seed,
+        resume=args.resume,
+        on_checkpoint=report,
+    )
+    if context.is_main:
+        card = (
+            f"# calid-vae-acdc (training run)\n\nSliceAutoencoder {VAE_KWARGS}, {args.steps} steps, batch {args.batch}, "
+            f"crop {args.crop}, trained on the 'train' split of {', '.join(data)}.\n"
+        )
+        save_run_model(unwrap(model).cpu(), VAE_KWARGS, stacks, args.out / "model", card)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +21,7 @@ import SimpleITK as sitk
 
 from calid.errors import InputFileError, OutputError
 from calid.labels import CARDIAC_STRUCTURES, Structure
+from calid.validate import check_output_path
 from calid.volume import Volume
 
 #: Metadata key (NRRD ``key:=value``, MetaImage field) that lists synthesised slices.
@@ -115,7 +116,7 @@ def volume_from_sitk(image: sitk.Image, meta: dict[str, str] | None = None, *, s
         array = array[np.newaxis]
     elif dim == 4:
         frame_times = _frame_times_ms(image, meta)
-    synthesized = _parse_indices(meta.get(SYNTHESIZED_KEY, ""))
+    synthesized = parse_slice_indices(meta.get(SYNTHESIZED_KEY, ""))
     return Volume(array, spacing, origin, direction, frame_times=frame_times, synthesized=synthesized)
 
 
@@ -138,7 +139,8 @@ def _frame_times_ms(image: sitk.Image, meta: dict[str, str]) -> tuple[float, ...
     return tuple((offset + t * step) * unit_ms for t in range(n_frames))
 
 
-def _parse_indices(text: str) -> tuple[int, ...]:
+def parse_slice_indices(text: str) -> tuple[int, ...]:
+    """Slice indices from a metadata value such as ``"1,3,5"``."""
     text = text.strip()
     return tuple(int(item) for item in text.replace(" ", ",").split(",") if item) if text else ()
 
@@ -148,23 +150,24 @@ def _parse_indices(text: str) -> tuple[int, ...]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
+
+    The temporary file is created by the writer itself, so the result gets the usual
+    permissions (umask), and ``os.replace`` makes it appear whole or not at all.
+    """
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"output folder {str(folder)!r} does not exist; create it or choose another output path")
     if path.exists() and not overwrite:
         raise OutputError(f"output {str(path)!r} already exists; remove it or allow overwriting")
-    suffix = compound_suffix(path)
-    try:
-        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=folder)
-    except OSError as err:
-        raise OutputError(f"cannot write in {str(folder)!r}: {err.strerror}; choose a writable folder") from err
-    os.close(handle)
-    temp = Path(temp_name)
+    if path.is_dir():
+        raise OutputError(f"output {str(path)!r} is a folder; give a file name such as {path / 'result.nii.gz'}")
+    check_output_path(None, path)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part{compound_suffix(path)}")
     try:
         yield temp
-        os.replace(temp, path)
+        try:
+            os.replace(temp, path)
+        except OSError as err:
+            raise OutputError(f"cannot move the finished file into {str(path)!r}: {err.strerror}") from err
     finally:
         temp.unlink(missing_ok=True)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from calid.errors import InputFileError, OutputError
-from calid.io import SYNTHESIZED_KEY, _parse_indices, atomic_path
+from calid.io import SYNTHESIZED_KEY, atomic_path, parse_slice_indices
 from calid.labels import CARDIAC_STRUCTURES, Structure
 from calid.volume import Volume
 
@@ -57,17 +57,17 @@ def read_sequence(path: str | Path) -> Volume:
         origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float)
     spacing = np.linalg.norm(directions, axis=1)
     geometry = {"spacing": spacing, "origin": origin, "direction": (directions / spacing[:, None]).T}
-    synthesized = _parse_indices(header.get(SYNTHESIZED_KEY, ""))
+    synthesized = parse_slice_indices(header.get(SYNTHESIZED_KEY, ""))
     if not list_axes:
         return Volume(np.ascontiguousarray(data), **geometry, synthesized=synthesized)
     # index_order="C" reverses the NRRD axes: NRRD axis k is array axis ndim-1-k.
     list_axis = list_axes[0]
     array = np.moveaxis(data, data.ndim - 1 - list_axis, 0)
-    times = _frame_times_ms(header, list_axis, array.shape[0])
+    times = _index_values_ms(header, list_axis, array.shape[0])
     return Volume(np.ascontiguousarray(array), **geometry, frame_times=times, synthesized=synthesized)
 
 
-def _frame_times_ms(header: dict, axis: int, n_frames: int) -> tuple[float, ...]:
+def _index_values_ms(header: dict, axis: int, n_frames: int) -> tuple[float, ...]:
     """Frame times (ms) from ``axis N index values``; 0, 1, 2... when absent or not numeric."""
     values = str(header.get(f"axis {axis} index values", "")).split()
     units = header.get("units") or []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -237,3 +239,18 @@ def test_sunnybrook_direction_is_oblique_and_lps(shared_data):
 
     ras = nib.load(str(shared_data / "sunnybrook/SCD0000101_4d.nii.gz")).affine
     np.testing.assert_allclose(volume.affine_ras(), ras, atol=1e-3)
+
+
+def test_written_file_gets_the_usual_permissions(tmp_path, oblique_stack):
+    old = os.umask(0o022)
+    try:
+        path = io.write(oblique_stack, tmp_path / "x.nii.gz")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_output_that_is_a_folder_is_refused(tmp_path, oblique_stack):
+    (tmp_path / "out.nrrd").mkdir()
+    with pytest.raises(OutputError, match="is a folder; give a file name"):
+        io.write(oblique_stack, tmp_path / "out.nrrd")

@@ -189,10 +189,11 @@ def reconstruct(
     steer the CaLID sampler; ``samples > 1`` also returns a per-voxel standard deviation
     (``result.uncertainty``).
     """
-    from calid.validate import validate_volume
+    from calid.validate import check_fits_in_memory, validate_volume
 
     validate_volume(volume)
     factor = resolve_factor(volume, factor, spacing)
+    check_fits_in_memory(volume.array.shape, volume.array.dtype, factor)
     method, notes = resolve_method(method, model)
     fill = _fill_function(method)
     mode, mode_notes = resolve_mode(mode, method, volume)

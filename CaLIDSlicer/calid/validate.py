@@ -122,7 +122,7 @@ def check_fits_in_memory(shape, dtype, factor: int, available: int | None = None
     if available is not None and needed > available:
         raise InputError(
             f"the reconstruction needs ~{needed / GIB:.1f} GiB, {available / GIB:.1f} GiB available; "
-            "use --chunk, a smaller factor, or crop the images around the heart"
+            "use a smaller factor, reconstruct fewer frames at a time, or crop the images around the heart"
         )
     return needed
 

@@ -88,3 +88,11 @@ def test_auto_without_a_model_says_which_baseline_it_used(oblique_stack, monkeyp
     result = reconstruct(oblique_stack, factor=2, method="auto")
     assert result.method == rec.BEST_BASELINE
     assert any("no trained CaLID model" in note for note in result.notes)
+
+
+def test_input_too_large_for_memory_is_refused_with_the_amount(oblique_stack, monkeypatch):
+    import calid.validate as validate
+
+    monkeypatch.setattr(validate, "available_memory_bytes", lambda: 1024)
+    with pytest.raises(InputError, match=r"needs ~.* GiB"):
+        reconstruct(oblique_stack, factor=4, method="linear")

@@ -94,7 +94,7 @@ def test_memory_estimate_counts_dense_output_and_float32_copies():
 
 def test_memory_check_refuses_with_numbers_and_remedies():
     # 30 frames x 45 dense slices x 256 x 256 x (4 + 2 * 4) bytes = 0.99 GiB
-    with pytest.raises(InputError, match=r"needs ~1\.0 GiB, 0\.5 GiB available; use --chunk, a smaller factor, or crop"):
+    with pytest.raises(InputError, match=r"needs ~1\.0 GiB, 0\.5 GiB available; use a smaller factor, reconstruct fewer frames at a time, or crop"):
         check_fits_in_memory((30, 12, 256, 256), np.float32, 4, available=GIB // 2)
 
 

@@ -18,11 +18,17 @@ def _to_uint8(image: np.ndarray, scale: float) -> np.ndarray:
     return (np.clip(image / scale, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def long_axis_cut(volume: Volume, column: int | None = None, frame: int = 0) -> np.ndarray:
-    """(Z, Y) image through column ``column`` (default: the middle), as float."""
+def long_axis_cut(volume: Volume, column: int | None = None, frame: int = 0, keep: float = 0.5) -> np.ndarray:
+    """(Z, Y) image through column ``column`` (default: the middle), central ``keep`` of Y, as float.
+
+    The heart sits near the centre of a short-axis field of view, so the central part of
+    the cut is where the slices differ; the rest is chest wall and background.
+    """
     stack = volume.frame(frame).array.astype(np.float32)
     column = stack.shape[2] // 2 if column is None else column
-    return stack[:, :, column]
+    rows = stack.shape[1]
+    start = int(rows * (1 - keep) / 2)
+    return stack[:, start : rows - start, column]
 
 
 def _stretch(cut: np.ndarray, volume: Volume, height_mm_per_px: float) -> "Image.Image":
@@ -42,7 +48,7 @@ def save_preview(panels: list[tuple[str, Volume]], path: Path, frame: int = 0) -
 
     first = panels[0][1]
     scale = float(np.percentile(first.frame(frame).array, 99.5)) or 1.0
-    mm_per_px = min(first.spacing[0], first.spacing[1])
+    mm_per_px = min(first.spacing[0], first.spacing[1]) / 2  # twice the acquired in-plane resolution
     images = [(title, _stretch(_to_uint8(long_axis_cut(v, frame=frame), scale), v, mm_per_px)) for title, v in panels]
     width = sum(img.width for _, img in images) + 8 * (len(images) + 1)
     height = max(img.height for _, img in images) + 28

@@ -218,12 +218,28 @@ def add_sequence_browser(scene, sequences, name: str, sequences_logic=None):
     return browser
 
 
+def describe_input(scene, node) -> str:
+    """One line for the panel: is the input a 3D stack or a cine, and how sparse is it."""
+    if node is None:
+        return "no input selected"
+    image = node.GetImageData()
+    slices = image.GetDimensions()[2] if image is not None else 0
+    spacing = node.GetSpacing()[2]
+    found = find_sequence_browser(scene, node)
+    if found is not None:
+        frames = found[1].GetNumberOfDataNodes()
+        return f"2D+T cine: {frames} frames x {slices} slices, {spacing:g} mm apart"
+    return f"3D stack: {slices} slices, {spacing:g} mm apart"
+
+
 def input_volume(scene, node, mode: str = "auto") -> tuple[Volume, object | None]:
     """The Volume a run starts from and, for a cine, its sequence node.
 
     A volume played by a sequence browser is a cine (all frames); mode ``2dt`` refuses
     anything else.
     """
+    if node is None:
+        raise InputError("choose an input volume first (a short-axis stack or a cine played by a sequence browser)")
     found = find_sequence_browser(scene, node)
     if found is not None:
         return sequence_to_cine(found[1]), found[1]

@@ -100,17 +100,18 @@ def _linear(stack: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _cubic(stack: np.ndarray, factor: int) -> np.ndarray:
-    """Interpolating cubic along z through the acquired slices.
+    """Interpolating cubic along z through the acquired slices: PCHIP.
 
-    Modified Akima ("makima"): each slice's z-slope is a weighted mean of the
-    neighbouring secants, so it reproduces a straight line, stays local (a bright basal
-    slice does not ring through the whole stack as with a global spline) and does not
-    overshoot where the intensity jumps, e.g. where the blood pool ends at the apex.
-    On the held-out-slice test with ACDC train patients it also scored better than a
-    natural or not-a-knot spline and than PCHIP (see the README's baseline table).
+    PCHIP (piecewise cubic Hermite, Fritsch-Carlson slopes) is exact for straight lines
+    and bends with the data elsewhere, but it never overshoots: between two slices the
+    value stays within their range. With 10-20 mm gaps, MR intensity along z jumps
+    (blood pool ends, a wall appears); a global spline rings there. On the held-out-
+    slice test (8 ACDC train patients, factor 2) PCHIP beat not-a-knot and natural
+    splines and Akima/makima in PSNR and SSIM, yet still lost to linear: measured
+    intensities along z are too rough at such gaps for any cubic to help.
     """
-    from scipy.interpolate import Akima1DInterpolator
+    from scipy.interpolate import PchipInterpolator
 
     z = np.arange(stack.shape[0], dtype=float)
-    spline = Akima1DInterpolator(z, stack.astype(np.float64), axis=0, method="makima")
-    return spline(_dense_positions(stack.shape[0], factor)).astype(np.float32)
+    curve = PchipInterpolator(z, stack.astype(np.float64), axis=0)
+    return curve(_dense_positions(stack.shape[0], factor)).astype(np.float32)

@@ -23,11 +23,10 @@ class DemonsSettings:
     Lengths are in mm so that the same settings suit 0.7 mm and 1.9 mm pixels.
     """
 
-    shrink_factors: tuple[int, ...] = (4, 2, 1)
-    iterations: tuple[int, ...] = (40, 20, 10)
-    field_sigma_mm: float = 3.0
-    update_sigma_mm: float = 0.0
-    max_step_mm: float = 2.0
+    shrink_factors: tuple[int, ...] = (4, 2)
+    iterations: tuple[int, ...] = (40, 20)
+    field_sigma_mm: float = 9.0
+    max_step_mm: float = 1.0
     image_sigma_mm: float = 1.5
     match_histograms: bool = True
 
@@ -61,15 +60,30 @@ def morph_between(
     """Slices at each fraction a in (0, 1) from ``prev`` (a = 0) to ``next_`` (a = 1)."""
     prev_image = _as_image(prev, spacing_xy)
     next_image = _as_image(next_, spacing_xy)
+    motion = symmetric_motion(prev, next_, spacing_xy, settings)
+    slices = []
+    for a in fractions:
+        warped_prev = _warp(prev_image, motion, -a)
+        warped_next = _warp(next_image, motion, 1.0 - a)
+        slices.append((1.0 - a) * warped_prev + a * warped_next)
+    return np.stack(slices).astype(np.float32)
+
+
+def symmetric_motion(
+    prev: np.ndarray,
+    next_: np.ndarray,
+    spacing_xy: tuple[float, float],
+    settings: DemonsSettings = DEFAULT_SETTINGS,
+) -> np.ndarray:
+    """Displacement (Y, X, 2) in mm, x then y, that carries ``prev`` onto ``next_``.
+
+    Registered both ways and averaged (forward minus backward, halved), so swapping
+    the two slices gives the same motion reversed instead of a different answer.
+    """
     prev_features, next_features = _registration_inputs(prev, next_, spacing_xy, settings)
     forward = _demons(prev_features, next_features, settings)  # prev(x) ~ next(x + forward(x))
     backward = _demons(next_features, prev_features, settings)  # next(x) ~ prev(x + backward(x))
-    slices = []
-    for a in fractions:
-        warped_prev = _warp(prev_image, forward, -a)
-        warped_next = _warp(next_image, backward, -(1.0 - a))
-        slices.append((1.0 - a) * warped_prev + a * warped_next)
-    return np.stack(slices).astype(np.float32)
+    return 0.5 * (sitk.GetArrayViewFromImage(forward) - sitk.GetArrayViewFromImage(backward))
 
 
 def _as_image(array: np.ndarray, spacing_xy: tuple[float, float]) -> sitk.Image:
@@ -97,7 +111,7 @@ def _demons(fixed: sitk.Image, moving: sitk.Image, settings: DemonsSettings) -> 
     field = None
     for shrink, iterations in zip(settings.shrink_factors, settings.iterations):
         fixed_level, moving_level = _shrunk(fixed, shrink), _shrunk(moving, shrink)
-        field = _initial_field(field, fixed_level)
+        field = _field_on(field, fixed_level)
         demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
         demons.SetNumberOfIterations(iterations)
         demons.SetUseImageSpacing(True)
@@ -105,10 +119,8 @@ def _demons(fixed: sitk.Image, moving: sitk.Image, settings: DemonsSettings) -> 
         level_spacing = fixed_level.GetSpacing()[0]
         demons.SetSmoothDisplacementField(settings.field_sigma_mm > 0)
         demons.SetStandardDeviations(max(settings.field_sigma_mm / level_spacing, 0.5))
-        demons.SetSmoothUpdateField(settings.update_sigma_mm > 0)
-        demons.SetUpdateFieldStandardDeviations(max(settings.update_sigma_mm / level_spacing, 0.5))
         field = demons.Execute(fixed_level, moving_level, field)
-    return _initial_field(field, fixed)
+    return _field_on(field, fixed)
 
 
 def _shrunk(image: sitk.Image, shrink: int) -> sitk.Image:
@@ -117,8 +129,8 @@ def _shrunk(image: sitk.Image, shrink: int) -> sitk.Image:
     return sitk.BinShrink(image, [shrink, shrink])
 
 
-def _initial_field(field: sitk.Image | None, reference: sitk.Image) -> sitk.Image:
-    """``field`` resampled onto ``reference``'s grid (zero field when there is none yet)."""
+def _field_on(field: sitk.Image | None, reference: sitk.Image) -> sitk.Image:
+    """``field`` resampled onto ``reference``'s grid; a zero field when there is none yet."""
     if field is None:
         zero = sitk.Image(reference.GetSize(), sitk.sitkVectorFloat64, 2)
         zero.CopyInformation(reference)
@@ -128,10 +140,10 @@ def _initial_field(field: sitk.Image | None, reference: sitk.Image) -> sitk.Imag
     return sitk.Resample(field, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
 
 
-def _warp(image: sitk.Image, field: sitk.Image, scale: float) -> np.ndarray:
-    """``image`` sampled at x + scale * field(x); border values continue outwards."""
-    transform = sitk.DisplacementFieldTransform(sitk.Compose(
-        *(sitk.VectorIndexSelectionCast(field, i) * scale for i in range(2))
-    ))
+def _warp(image: sitk.Image, motion: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` sampled at x + scale * motion(x); border values continue outwards."""
+    field = sitk.GetImageFromArray(scale * motion, isVector=True)
+    field.CopyInformation(image)
+    transform = sitk.DisplacementFieldTransform(field)
     warped = sitk.Resample(image, image, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32, True)
     return sitk.GetArrayViewFromImage(warped).astype(np.float32)

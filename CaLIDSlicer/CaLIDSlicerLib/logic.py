@@ -39,13 +39,6 @@ class RunResult:
     seconds: float
 
 
-def segmentation_available() -> bool:
-    """The engine can segment only once its segmentation module is part of it."""
-    import importlib.util
-
-    return importlib.util.find_spec("calid.segment") is not None
-
-
 def calid_model_available() -> bool:
     from calid.reconstruct import calid_model_available as available
 
@@ -70,21 +63,14 @@ class ReconstructionRun:
         self.temp_dir: Path | None = None
         self.files: RunFiles | None = None
         self._input_node = None
+        self._chosen_outputs: dict = {}
         self._cine_index: dict | None = None
         self._started = 0.0
 
     # -- starting ----------------------------------------------------------------
 
-    def _check(self):
-        params = self.parameters
-        node = self.scene.GetNodeByID(params.input_volume) if params.input_volume else None
-        if node is None:
-            raise InputError("choose an input volume first (a short-axis stack or a cine played by a sequence browser)")
-        if params.segmentation and not segmentation_available():
-            raise InputError("this version of the engine cannot segment yet; turn segmentation off")
-        return node
-
-    def _output_node(self, node_id: str, cine: bool, what: str):
+    def _chosen_output(self, node_id: str, cine: bool, what: str):
+        """The existing node the user chose for an output, or None for "create new"."""
         if not node_id:
             return None
         if cine:
@@ -97,11 +83,13 @@ class ReconstructionRun:
     def start(self) -> None:
         """Write the input and start the engine; raises (with nothing left behind) if that fails."""
         params = self.parameters
-        node = self._check()
+        node = self.scene.GetNodeByID(params.input_volume) if params.input_volume else None
         volume, sequence = input_volume(self.scene, node, params.mode.value)
         cine = volume.is_cine
-        self._output_node(params.output_volume, cine, "volume")
-        self._output_node(params.output_segmentation, cine, "segmentation")
+        self._chosen_outputs = {
+            "volume_node": self._chosen_output(params.output_volume, cine, "volume"),
+            "segmentation_node": self._chosen_output(params.output_segmentation, cine, "segmentation"),
+        }
         self._input_node = node
         self._cine_index = index_of(sequence) if sequence is not None else None
         self.temp_dir = Path(tempfile.mkdtemp(prefix="calid-slicer-"))
@@ -146,14 +134,8 @@ class ReconstructionRun:
             if self.process.wait() != 0:
                 raise RunFailed(f"reconstruction failed: {self.process.error_text()}")
             outputs = self._load_outputs()
-            params = self.parameters
-            nodes = add_output_nodes(
-                self.scene, outputs, self._input_node.GetName(), cine_index=self._cine_index,
-                volume_node=self.scene.GetNodeByID(params.output_volume) if params.output_volume else None,
-                segmentation_node=(self.scene.GetNodeByID(params.output_segmentation)
-                                   if params.output_segmentation else None),
-                sequences_logic=self.sequences_logic,
-            )
+            nodes = add_output_nodes(self.scene, outputs, self._input_node.GetName(), cine_index=self._cine_index,
+                                     sequences_logic=self.sequences_logic, **self._chosen_outputs)
             return RunResult(nodes=nodes, report=outputs.report, seconds=time.perf_counter() - self._started)
         finally:
             self._cleanup()

@@ -61,8 +61,21 @@ def results_rows(report: dict) -> list[tuple[str, str]]:
         ("Seconds", str(report.get("seconds", ""))),
     ]
     rows += [("Note", str(note)) for note in report.get("notes", [])]
-    rows += [(str(name), str(value)) for name, value in report.get("measures", {}).items()]
     return rows
+
+
+def measure_rows(labels: Volume) -> list[tuple[str, str]]:
+    """Cardiac measures of the dense segmentation (voxel counting): volumes for a 3D stack, EDV/ESV/SV/EF for a cine."""
+    from calid.measures import SUMMARY_UNITS, measure
+
+    result = measure(labels)
+    summary = result.summary()
+    if result.n_frames == 1:  # one frame: no ED/ES pair, so only volumes and mass mean anything
+        names = {"lv_edv": "LV blood pool volume", "rv_edv": "RV blood pool volume", "lv_mass": "LV mass"}
+    else:
+        names = {key: key.replace("_", " ").upper().replace("MASS", "mass") for key in SUMMARY_UNITS}
+    return [(f"{name} ({SUMMARY_UNITS[key]})", f"{summary[key]:.1f}")
+            for key, name in names.items() if summary[key] is not None]
 
 
 def fill_table(table_node, rows: list[tuple[str, str]]) -> None:
@@ -179,7 +192,7 @@ def add_output_nodes(scene, outputs: LoadedOutputs, input_name: str, *, cine_ind
         else:
             nodes = _add_3d(maker, outputs, base, volume_node, segmentation_node)
         table = maker.add("vtkMRMLTableNode", f"{base} results")
-        fill_table(table, results_rows(report))
+        fill_table(table, results_rows(report) + (measure_rows(outputs.labels) if outputs.labels is not None else []))
         nodes.table = table.GetID()
         for node_id in (nodes.volume, nodes.segmentation, nodes.uncertainty):
             if node_id:

@@ -1,0 +1,155 @@
+"""Latent denoiser for slice interpolation, conditioned on the neighbouring slices.
+
+Input channels: the noisy latent of the missing slice, the linear blend
+``(1 - a) * z_prev + a * z_next`` of its nearest acquired neighbours (so the network
+only has to learn a correction to linear interpolation), and the latents of
+``neighbours`` acquired slices on each side (ends padded by repetition). The
+fraction ``a`` in (0, 1) and the physical gap in mm are embedded like the
+diffusion timestep and added to its embedding in every residual block.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from calid.weights import register_architecture
+
+PREDICTION_TYPES = ("sample", "epsilon", "v_prediction")
+
+
+class GeometryEmbedding(nn.Module):
+    """(N, 2) [fraction a, gap mm] -> (N, dim), sinusoidal features then an MLP."""
+
+    def __init__(self, dim: int, features: int = 32) -> None:
+        super().__init__()
+        self.features = features
+        self.mlp = nn.Sequential(nn.Linear(2 * features, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, geometry: torch.Tensor) -> torch.Tensor:
+        from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
+
+        fraction = get_timestep_embedding(geometry[:, 0] * 1000.0, self.features)
+        gap = get_timestep_embedding(geometry[:, 1] * 10.0, self.features)  # 0.1 mm resolution
+        return self.mlp(torch.cat([fraction, gap], dim=1).to(self.mlp[0].weight.dtype))
+
+
+class ConditionalUNet(nn.Module):
+    """Attention-free U-Net from MONAI's diffusion blocks; timestep + geometry embeddings at every block.
+
+    MONAI's ``DiffusionModelUNet`` always puts self-attention in its middle block (an
+    extra dependency and most of the CPU cost at these sizes), so the same blocks are
+    assembled here with a plain residual middle.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, channels: Sequence[int], num_res_blocks: int, norm_num_groups: int) -> None:
+        super().__init__()
+        from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock, DownBlock, UpBlock
+
+        embed_dim = channels[0] * 4
+        self.time_features = channels[0]
+        self.time_embed = nn.Sequential(nn.Linear(channels[0], embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
+        self.geometry_embed = GeometryEmbedding(embed_dim)
+        self.conv_in = nn.Conv2d(in_channels, channels[0], 3, padding=1)
+        common = {"spatial_dims": 2, "temb_channels": embed_dim, "norm_num_groups": norm_num_groups}
+        last = len(channels) - 1
+        self.down = nn.ModuleList(
+            DownBlock(in_channels=channels[max(i - 1, 0)], out_channels=channels[i], num_res_blocks=num_res_blocks,
+                      add_downsample=i < last, **common)
+            for i in range(len(channels))
+        )
+        self.middle = DiffusionUNetResnetBlock(in_channels=channels[-1], **common)
+        reverse = list(reversed(channels))
+        self.up = nn.ModuleList(
+            UpBlock(in_channels=reverse[min(i + 1, last)], prev_output_channel=reverse[max(i - 1, 0)], out_channels=reverse[i],
+                    num_res_blocks=num_res_blocks + 1, add_upsample=i < last, **common)
+            for i in range(len(channels))
+        )
+        self.out = nn.Sequential(nn.GroupNorm(norm_num_groups, channels[0]), nn.SiLU(), nn.Conv2d(channels[0], out_channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
+        from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
+
+        emb = self.time_embed(get_timestep_embedding(timesteps, self.time_features).to(x.dtype))
+        emb = emb + self.geometry_embed(geometry).to(x.dtype)
+        h = self.conv_in(x)
+        skips = [h]
+        for block in self.down:
+            h, residuals = block(hidden_states=h, temb=emb)
+            skips.extend(residuals)
+        h = self.middle(h, emb)
+        for block in self.up:
+            count = len(block.resnets)
+            h = block(hidden_states=h, res_hidden_states_list=skips[-count:], temb=emb)
+            skips = skips[:-count]
+        return self.out(h)
+
+
+@register_architecture("calid-denoiser")
+class SliceDenoiser(nn.Module):
+    """Conditional latent U-Net: noisy latent + linear blend + neighbour latents in, prediction out."""
+
+    def __init__(
+        self,
+        latent_channels: int = 4,
+        neighbours: int = 2,
+        channels: Sequence[int] = (64, 128, 128),
+        num_res_blocks: int = 1,
+        norm_num_groups: int = 16,
+        prediction_type: str = "sample",
+        num_train_timesteps: int = 1000,
+        schedule: str = "scaled_linear_beta",
+    ) -> None:
+        super().__init__()
+        channels = tuple(int(c) for c in channels)
+        if latent_channels < 1 or neighbours < 1:
+            raise ValueError(f"latent_channels and neighbours must be >= 1, not {latent_channels} and {neighbours}")
+        if any(c % norm_num_groups for c in channels):
+            raise ValueError(f"every entry of channels {channels} must be a multiple of norm_num_groups={norm_num_groups}")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, not {prediction_type!r}")
+        self.latent_channels = int(latent_channels)
+        self.neighbours = int(neighbours)
+        self.prediction_type = prediction_type
+        self.num_train_timesteps = int(num_train_timesteps)
+        self.schedule = schedule
+        self.unet = ConditionalUNet(
+            in_channels=latent_channels * (2 + 2 * neighbours),
+            out_channels=latent_channels,
+            channels=channels,
+            num_res_blocks=num_res_blocks,
+            norm_num_groups=norm_num_groups,
+        )
+
+    def forward(
+        self,
+        noisy: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor,
+        fraction: torch.Tensor,
+        gap_mm: torch.Tensor,
+    ) -> torch.Tensor:
+        """noisy (N, C, h, w); context (N, 2 * neighbours, C, h, w) ordered along z; fraction, gap_mm (N,)."""
+        expected = (noisy.shape[0], 2 * self.neighbours, self.latent_channels, *noisy.shape[-2:])
+        if tuple(context.shape) != expected:
+            raise ValueError(f"context must have shape {expected}, not {tuple(context.shape)}")
+        before, after = context[:, self.neighbours - 1], context[:, self.neighbours]
+        weight = fraction.to(noisy.dtype).view(-1, 1, 1, 1)
+        linear = (1 - weight) * before + weight * after
+        inputs = torch.cat([noisy, linear, context.flatten(1, 2)], dim=1)
+        geometry = torch.stack([fraction, gap_mm], dim=1).float()
+        return self.unet(inputs, timesteps, geometry)
+
+    def make_scheduler(self):
+        """The DDIM scheduler that matches how this network was trained."""
+        from monai.networks.schedulers import DDIMScheduler
+
+        return DDIMScheduler(
+            num_train_timesteps=self.num_train_timesteps,
+            schedule=self.schedule,
+            clip_sample=False,
+            prediction_type=self.prediction_type,
+            **({"beta_start": 0.0015, "beta_end": 0.0195} if self.schedule == "scaled_linear_beta" else {}),
+        )

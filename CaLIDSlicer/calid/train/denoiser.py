@@ -1,0 +1,127 @@
+"""Denoiser training on cached latents: self-supervised slice interpolation from real stacks.
+
+A real stack with slice spacing s gives free training pairs: pretend only every g-th
+slice was acquired (g in 2..4, so the acquired gap is g*s mm), pick a slice j strictly
+between acquired slices i and i+g as the target (a = (j - i) / g), and condition on
+the latents of the acquired neighbours. Latents are computed once by the frozen
+autoencoder, so a step costs only the small latent U-Net.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from calid.train.augment import centred_crop_box
+from calid.train.data import Stack
+
+#: Acquired gaps (in slices of the dense stack) and how often each is drawn; 2 is the held-out-slice case.
+GAPS = (2, 3, 4)
+GAP_WEIGHTS = (0.5, 0.25, 0.25)
+
+
+@dataclass(frozen=True)
+class LatentStack:
+    latents: np.ndarray  # (Z, C, h, w) float16, already scaled by the autoencoder's latent scale
+    slice_spacing: float
+    source: str
+
+
+@torch.no_grad()
+def encode_stacks(autoencoder: torch.nn.Module, stacks: list[Stack], chunk: int = 16) -> list[LatentStack]:
+    """Every slice of every stack through the frozen encoder (full size, padded)."""
+    encoded = []
+    for stack in stacks:
+        images = torch.from_numpy(stack.slices.astype(np.float32))[:, None]
+        latents = torch.cat([autoencoder.encode(part) for part in images.split(chunk)])
+        encoded.append(LatentStack(latents.numpy().astype(np.float16), stack.slice_spacing, stack.source))
+    return encoded
+
+
+def save_latents(path: Path, stacks: list[LatentStack]) -> None:
+    arrays = {f"s{i:05d}": s.latents for i, s in enumerate(stacks)}
+    arrays["spacing"] = np.array([s.slice_spacing for s in stacks], dtype=np.float32)
+    arrays["source"] = np.array([s.source for s in stacks])
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez(temporary, **arrays)
+    temporary.replace(path)
+
+
+def load_latents(path: Path) -> list[LatentStack]:
+    with np.load(path) as data:
+        spacing, source = data["spacing"], data["source"]
+        return [LatentStack(data[f"s{i:05d}"], float(spacing[i]), str(source[i])) for i in range(len(spacing))]
+
+
+def training_example(count: int, generator: torch.Generator) -> tuple[int, int, int] | None:
+    """(i, j, g) for a stack of ``count`` slices: acquired i and i+g, target j in between."""
+    choices = [(g, w) for g, w in zip(GAPS, GAP_WEIGHTS) if g <= count - 1]
+    if not choices:
+        return None
+    weights = torch.tensor([w for _, w in choices])
+    gap = choices[int(torch.multinomial(weights, 1, generator=generator))][0]
+    first = int(torch.randint(0, count - gap, (1,), generator=generator))
+    target = first + int(torch.randint(1, gap, (1,), generator=generator))
+    return first, target, gap
+
+
+def context_indices(first: int, gap: int, count: int, neighbours: int) -> list[int]:
+    """Acquired slices i - (k-1)g .. i + kg, repeated at the ends exactly like inference does."""
+    after_first = first + gap
+    before = [first - gap * min(m, first // gap) for m in reversed(range(neighbours))]
+    after = [after_first + gap * min(m, (count - 1 - after_first) // gap) for m in range(neighbours)]
+    return before + after
+
+
+def latent_batch(stacks: list[LatentStack], batch: int, crop: int, neighbours: int, generator: torch.Generator):
+    """(target, context, fraction, gap_mm) for ``batch`` random examples; crop in latent pixels.
+
+    Files are drawn uniformly first, then a frame, so long cines do not drown 3D volumes.
+    """
+    files: dict[str, list[int]] = {}
+    for index, stack in enumerate(stacks):
+        if stack.latents.shape[0] >= 3:
+            files.setdefault(stack.source.split("#")[0], []).append(index)
+    groups = list(files.values())
+    targets, contexts, fractions, gaps = [], [], [], []
+    for _ in range(batch):
+        group = groups[int(torch.randint(len(groups), (1,), generator=generator))]
+        stack = stacks[group[int(torch.randint(len(group), (1,), generator=generator))]]
+        count, _, height, width = stack.latents.shape
+        first, target, gap = training_example(count, generator)
+        size = min(crop, height, width)
+        top, left = centred_crop_box(height, width, size, generator)
+        window = stack.latents[:, :, top : top + size, left : left + size]
+        window = torch.from_numpy(window.astype(np.float32))
+        if size < crop:
+            window = torch.nn.functional.pad(window, (0, crop - size, 0, crop - size), mode="replicate")
+        targets.append(window[target])
+        contexts.append(window[context_indices(first, gap, count, neighbours)])
+        fractions.append((target - first) / gap)
+        gaps.append(gap * stack.slice_spacing)
+    return torch.stack(targets), torch.stack(contexts), torch.tensor(fractions), torch.tensor(gaps)
+
+
+def diffusion_batch(stacks: list[LatentStack], batch: int, crop: int, neighbours: int, timesteps: int, generator: torch.Generator):
+    """A latent batch plus its noise and timesteps, all drawn from ``generator`` (reproducible)."""
+    target, context, fraction, gap_mm = latent_batch(stacks, batch, crop, neighbours, generator)
+    noise = torch.randn(target.shape, generator=generator)
+    steps = torch.randint(0, timesteps, (batch,), generator=generator)
+    return target, context, fraction, gap_mm, noise, steps
+
+
+def denoiser_loss(model: torch.nn.Module, scheduler, batch, prediction_type: str) -> tuple[torch.Tensor, dict]:
+    """MSE of the network's prediction (x0, noise or v) at the drawn diffusion timesteps."""
+    target, context, fraction, gap_mm, noise, timesteps = batch
+    noisy = scheduler.add_noise(target, noise, timesteps)
+    prediction = model(noisy, timesteps, context, fraction, gap_mm)
+    if prediction_type == "sample":
+        goal = target
+    elif prediction_type == "epsilon":
+        goal = noise
+    else:
+        goal = scheduler.get_velocity(target, noise, timesteps)
+    return torch.nn.functional.mse_loss(prediction, goal), {}

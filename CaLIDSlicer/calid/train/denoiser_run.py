@@ -1,0 +1,84 @@
+"""Wiring of ``calid train denoiser``: latents from the frozen autoencoder, loop, validation, export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from calid.train.data import cached_stacks
+from calid.train.denoiser import LatentStack, diffusion_batch, denoiser_loss, encode_stacks, latent_batch, load_latents, save_latents
+from calid.train.distributed import DistributedContext, barrier, unwrap, wrap
+from calid.train.loop import LoopSettings, train
+
+#: The bundled denoiser's shape (about 2.2 M parameters).
+DENOISER_KWARGS = {"latent_channels": 4, "neighbours": 2, "channels": [32, 64, 128], "num_res_blocks": 1, "norm_num_groups": 16}
+
+
+def autoencoder_dir(args: argparse.Namespace) -> Path:
+    from calid.weights import find_model
+
+    return args.vae if args.vae is not None else find_model("calid-vae-acdc")
+
+
+def cached_latents(args: argparse.Namespace, split: str, context: DistributedContext) -> list[LatentStack]:
+    """Latents of a split, computed once per autoencoder (keyed by its weights' SHA-256)."""
+    from calid.weights import WEIGHTS_FILE, load_model, sha256_of
+
+    vae_dir = autoencoder_dir(args)
+    key = sha256_of(vae_dir / WEIGHTS_FILE)[:12]
+    path = Path(args.cache_dir) / f"latents-{split}-{key}.npz"
+    if context.is_main and not path.is_file():
+        autoencoder, _ = load_model(vae_dir)
+        stacks = cached_stacks([str(d) for d in args.data], split, args.cache_dir)
+        save_latents(path, encode_stacks(autoencoder, stacks))
+    barrier(context)
+    return load_latents(path)
+
+
+@torch.no_grad()
+def validation_scores(model: torch.nn.Module, stacks: list[LatentStack], neighbours: int, steps: int = 4) -> dict[str, float]:
+    """Latent MSE of DDIM samples vs the truth, and of linear blending, on fixed val examples."""
+    from calid.sampling import SamplerSettings, sample_latents
+
+    generator = torch.Generator().manual_seed(1)
+    target, context, fraction, gap_mm = latent_batch(stacks, 64, 16, neighbours, generator)
+    settings = SamplerSettings(steps=steps, temperature=0.0)
+    sampled = sample_latents(model, context, fraction, gap_mm, settings, generator)[0]
+    weight = fraction.view(-1, 1, 1, 1)
+    linear = (1 - weight) * context[:, neighbours - 1] + weight * context[:, neighbours]
+    return {"val_mse": float(((sampled - target) ** 2).mean()), "linear_mse": float(((linear - target) ** 2).mean())}
+
+
+def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
+    from calid.models.denoiser import SliceDenoiser
+    from calid.weights import ModelConfig, save_model
+
+    latents = cached_latents(args, "train", context)
+    val_latents = cached_latents(args, "val", context)
+    kwargs = {**DENOISER_KWARGS, "prediction_type": args.prediction}
+    torch.manual_seed(args.seed)
+    model = wrap(SliceDenoiser(**kwargs), context)
+    scheduler = unwrap(model).make_scheduler()
+    crop = args.crop // 4
+
+    def report(step: int) -> None:
+        net = unwrap(model).eval()
+        print(json.dumps({"step": step, **validation_scores(net, val_latents, net.neighbours)}), flush=True)
+        net.train()
+
+    def loss_of(net, batch):
+        return denoiser_loss(net, scheduler, [part.to(context.device) for part in batch], args.prediction)
+
+    draw = partial(diffusion_batch, latents, args.batch, crop, kwargs["neighbours"], scheduler.num_train_timesteps)
+    settings = LoopSettings(steps=args.steps, learning_rate=args.lr)
+    train(model, draw, loss_of, settings, context, args.out, args.seed, resume=args.resume, on_checkpoint=report)
+    if context.is_main:
+        vae_name = json.loads((autoencoder_dir(args) / "config.json").read_text())["name"]
+        config = ModelConfig(name="calid-denoiser-acdc", version="1", kind="denoiser", architecture="calid-denoiser",
+                             kwargs=kwargs, extra={"autoencoder": vae_name})
+        card = f"# calid-denoiser-acdc (training run)\n\nSliceDenoiser {kwargs}, {args.steps} steps, batch {args.batch}.\n"
+        save_model(unwrap(model).cpu(), config, args.out / "model", card, overwrite=True)

@@ -65,12 +65,12 @@ def _resample(array: np.ndarray, spacing_xy, size_xy, new_spacing_xy, *, linear:
     vector = array.ndim == 4
     image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=vector)
     image.SetSpacing((float(spacing_xy[0]), float(spacing_xy[1]), 1.0))
-    interpolator = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
-    out = sitk.Resample(
-        image, (int(size_xy[0]), int(size_xy[1]), array.shape[0]), sitk.Transform(), interpolator,
-        (0.0, 0.0, 0.0), (float(new_spacing_xy[0]), float(new_spacing_xy[1]), 1.0),
-    )
-    return sitk.GetArrayFromImage(out)
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize((int(size_xy[0]), int(size_xy[1]), array.shape[0]))
+    resampler.SetOutputSpacing((float(new_spacing_xy[0]), float(new_spacing_xy[1]), 1.0))
+    resampler.SetInterpolator(sitk.sitkLinear if linear else sitk.sitkNearestNeighbor)
+    resampler.SetUseNearestNeighborExtrapolator(True)  # the last row may lie a fraction of a pixel outside
+    return sitk.GetArrayFromImage(resampler.Execute(image))
 
 
 def normalised_frame(frame: np.ndarray, acquired: tuple[int, ...]) -> np.ndarray:

@@ -134,43 +134,45 @@ def _segment_scores(pred_labels, true_labels, annotated, structures, spacing_yx)
 
 
 class Segmenter:
-    """Labels of a reconstructed volume through :func:`calid.segment.segment`, if this version has it.
+    """Labels of reconstructed volumes from the installed segmentation model, loaded once.
 
-    ``note`` says why Dice/HD95 are missing; after the first failure (e.g. no model
-    installed) the segmenter switches itself off instead of failing every case.
+    ``note`` says why Dice/HD95 are missing: this version has no :mod:`calid.segment`,
+    or its model is not installed (then the segmenter switches itself off instead of
+    failing every case).
     """
 
     def __init__(self, device: str | None = None) -> None:
-        self.device = device
+        self.device = device or "auto"
         self.note: str | None = None
+        self._network = None
         try:
-            from calid.segment import segment
+            import calid.segment as segment_module
         except ModuleNotFoundError as err:
             if err.name != "calid.segment":
                 raise
-            self._segment = None
+            self._module = None
             self.note = "Dice/HD95 not computed: this version of calid has no segmenter (calid.segment)"
         else:
-            self._segment = segment
+            self._module = segment_module
 
     @property
     def available(self) -> bool:
-        return self._segment is not None
+        return self._module is not None
 
     def __call__(self, volume: Volume) -> np.ndarray | None:
         from calid.errors import CalidError
 
-        if self._segment is None:
+        if self._module is None:
             return None
-        options = {"device": self.device} if self.device and "device" in inspect.signature(self._segment).parameters else {}
         try:
-            result = self._segment(volume, **options)
+            if self._network is None:
+                self.device = self._module.resolve_device(self.device)
+                self._network, self.name = self._module.load_segmenter(device=self.device)
+            return self._module.segment_array(volume, self._network, device=self.device)
         except CalidError as err:
-            self._segment = None
-            self.note = f"Dice/HD95 not computed: segmentation failed ({err})"
+            self._module = None
+            self.note = f"Dice/HD95 not computed: {err}"
             return None
-        labels = getattr(result, "labels", result)
-        return np.asarray(getattr(labels, "array", labels))
 
 
 def _as_frames(array: np.ndarray) -> np.ndarray:

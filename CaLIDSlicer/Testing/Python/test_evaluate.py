@@ -61,6 +61,28 @@ def test_linear_is_perfect_on_a_ramp_and_only_dropped_slices_count():
     assert nearest["trimmed"] == 0 and nearest["slices"] == 7
 
 
+class LabelsOf:
+    """A stand-in segmenter that returns fixed labels, shifted by one pixel on dropped slices."""
+
+    available = True
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels = labels
+
+    def __call__(self, volume: Volume) -> np.ndarray:
+        assert volume.array.shape == self.labels.shape  # the dense reconstruction
+        return np.roll(self.labels, 1, axis=-1)
+
+
+def test_dice_and_hd95_score_the_segmentation_of_dropped_annotated_slices():
+    loaded = ramp_case()
+    loaded.labels[3, 4:8, 4:8] = 3  # a dropped slice; slice 2 is kept and must not count
+    row = evaluate_case(loaded, ["linear"], segmenter=LabelsOf(loaded.labels)).rows[0]
+    assert row["dice_lv"] == pytest.approx(2 * 12 / 32)  # 4x4 square shifted by one column
+    assert row["hd95_lv"] == pytest.approx(1.5)  # one pixel of 1.5 mm
+    assert "dice_rv" not in row  # only the structures the case has contours for
+
+
 def test_cases_without_labels_get_no_heart_box_scores():
     row = evaluate_case(ramp_case(labelled=False), ["linear"]).rows[0]
     assert math.isnan(row["psnr_heart"]) and math.isnan(row["ssim_heart"]) and row["psnr"] == math.inf

@@ -72,7 +72,10 @@ def read_requirements(path: str | Path = REQUIREMENTS_FILE) -> list[Requirement]
 def _satisfies(version: str, specifier: str) -> bool:
     if not specifier:
         return True
-    from packaging.specifiers import SpecifierSet
+    try:
+        from packaging.specifiers import SpecifierSet
+    except ImportError:  # Slicer's Python may have packaging only inside pip
+        from pip._vendor.packaging.specifiers import SpecifierSet
 
     return SpecifierSet(specifier).contains(version, prereleases=True)
 

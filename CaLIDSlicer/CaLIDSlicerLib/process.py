@@ -103,9 +103,11 @@ class EngineProcess:
     def start(self) -> None:
         kwargs = {"start_new_session": True} if os.name == "posix" else {
             "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+        # cwd: `-m` puts the working folder first on sys.path, so calid is found even where
+        # a launcher (PythonSlicer) rewrites PYTHONPATH.
         self._proc = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            env=self.env, text=True, encoding="utf-8", errors="replace", bufsize=1, **kwargs,
+            cwd=ENGINE_ROOT, env=self.env, text=True, encoding="utf-8", errors="replace", bufsize=1, **kwargs,
         )
         self._readers = [
             threading.Thread(target=self._read, args=(self._proc.stdout, "stdout"), daemon=True),

@@ -1,0 +1,79 @@
+"""CaLIDSlicer.py imported with stand-ins for the parts only the Slicer application has (qt, i18n, module bases).
+
+This catches import-time and wiring mistakes in the thin module file; the panel itself
+only runs inside Slicer (its ScriptedLoadableModuleTest covers that).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("slicer", reason="needs slicer-core (pip install slicer-core)")
+
+from CaLIDSlicerLib.parameters import CaLIDParameters, Device, Mode  # noqa: E402
+
+MODULE_FILE = Path(__file__).resolve().parents[2] / "CaLIDSlicer.py"
+
+
+def _stand_ins() -> dict[str, types.ModuleType]:
+    qt = types.ModuleType("qt")
+    i18n = types.ModuleType("slicer.i18n")
+    i18n.tr = lambda text: text
+    i18n.translate = lambda context, text: text
+    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
+    wrapper.parameterNodeWrapper = lambda cls: cls
+    wrapper.WithinRange = lambda low, high: ("range", low, high)
+    wrapper.Minimum = lambda low: ("minimum", low)
+    bases = types.ModuleType("slicer.ScriptedLoadableModule")
+
+    class ScriptedLoadableModule:
+        def __init__(self, parent):
+            self.parent = parent
+
+    bases.ScriptedLoadableModule = ScriptedLoadableModule
+    bases.ScriptedLoadableModuleWidget = type("ScriptedLoadableModuleWidget", (), {})
+    bases.ScriptedLoadableModuleLogic = type("ScriptedLoadableModuleLogic", (), {})
+    bases.ScriptedLoadableModuleTest = type("ScriptedLoadableModuleTest", (), {})
+    return {"qt": qt, "slicer.i18n": i18n, "slicer.parameterNodeWrapper": wrapper,
+            "slicer.ScriptedLoadableModule": bases}
+
+
+@pytest.fixture
+def module(monkeypatch):
+    for name, stand_in in _stand_ins().items():
+        monkeypatch.setitem(sys.modules, name, stand_in)
+    spec = importlib.util.spec_from_file_location("CaLIDSlicer_under_test", MODULE_FILE)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def test_module_metadata_names_category_paper_and_data(module):
+    parent = types.SimpleNamespace()
+    module.CaLIDSlicer(parent)
+    assert parent.title == "CaLID" and parent.categories == ["Cardiac"]
+    for citation in ("Bubeck", "2025", "Bernard", "IEEE TMI", "2018", "Radau", "MIDAS", "2009"):
+        assert citation in parent.acknowledgementText
+    assert "CaLID.SynthesizedSlices" in parent.helpText
+
+
+def test_parameter_node_defaults_are_the_parameter_defaults(module):
+    defaults = CaLIDParameters()
+    for name in CaLIDParameters.field_names():
+        if hasattr(module.CaLIDParameterNode, name):
+            assert getattr(module.CaLIDParameterNode, name) == getattr(defaults, name), name
+
+
+def test_parameter_node_becomes_the_plain_parameter_object(module):
+    node = types.SimpleNamespace(GetID=lambda: "vtkMRMLScalarVolumeNode7")
+    values = {name: getattr(CaLIDParameters(), name) for name in CaLIDParameters.field_names()}
+    values.update(input_volume=node, output_volume=None, output_segmentation=None, mode=Mode.CINE,
+                  device=Device.CPU, factor=4)
+    params = module.parametersFromNode(types.SimpleNamespace(**values))
+    assert params.input_volume == "vtkMRMLScalarVolumeNode7" and params.output_volume == ""
+    assert (params.mode, params.device, params.factor) == (Mode.CINE, Device.CPU, 4)

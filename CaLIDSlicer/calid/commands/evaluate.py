@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"event": "done", "outputs": written, "summary": json_safe(summarize(evaluation)),
                           "notes": evaluation.notes}), flush=True)
     else:
-        print(markdown(evaluation, title=f"Held-out slices: {args.data} ({args.split})"))
+        which = f"{len(cases)} generated cases" if args.data == "phantom" else f"{args.split} split"
+        print(markdown(evaluation, title=f"Held-out slices: {args.data} ({which})"))
         for path in written:
             print(f"wrote {path}")
     return 0

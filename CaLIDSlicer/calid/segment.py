@@ -205,7 +205,7 @@ def evaluate_segmenter(
             loaded = load_case(case)
             predicted = segment_array(loaded.volume, network, device=device, keep_largest=keep_largest)
             spacing_zyx = loaded.volume.spacing[::-1]
-            row = {"case": case.name, "patient": case.patient, "group": case.group}
+            row = {"case": case.name, "patient": case.patient, "group": case.group, "phase": case.name[-2:]}
             for item in CARDIAC_STRUCTURES:
                 row[f"dice_{item.value}"] = dice(predicted, loaded.labels, item.value)
                 row[f"hd95_{item.value}"] = hd95(predicted, loaded.labels, item.value, spacing_zyx)
@@ -214,12 +214,15 @@ def evaluate_segmenter(
             stage.advance()
     return {"model": name, "split": split, "data": str(data_dir), "keep_largest": keep_largest,
             "structures": {str(s.value): s.name for s in CARDIAC_STRUCTURES},
-            "summary": _summary(rows), "measures": _measure_errors(pairs), "cases": rows}
+            "summary": _summary(rows), "by_phase": {phase: _summary([r for r in rows if r["phase"] == phase])
+                                                    for phase in sorted({r["phase"] for r in rows})},
+            "measures": _measure_errors(pairs), "cases": rows}
 
 
 def _summary(rows: list[dict]) -> dict:
+    """Mean, standard deviation and count (NaN-free) of every Dice and HD95 column."""
     summary = {}
-    for key in rows[0]:
+    for key in rows[0] if rows else ():
         if key.startswith(("dice_", "hd95_")):
             values = np.array([row[key] for row in rows], dtype=float)
             summary[key] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values)),
@@ -269,7 +272,8 @@ def _main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         with atomic_path(args.json) as temp:
             temp.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps({"summary": results["summary"], "measure_errors": results["measures"]["errors"]}, indent=1))
+    print(json.dumps({key: results[key] for key in ("model", "split", "summary", "by_phase")}, indent=1))
+    print(json.dumps({"measure_errors": results["measures"]["errors"]}, indent=1))
     return 0
 
 

@@ -183,8 +183,10 @@ def add_output_nodes(scene, outputs: LoadedOutputs, input_name: str, *, cine_ind
     """
     report = outputs.report
     base = output_name(input_name, report.get("factor", "?"))
-    if outputs.labels is not None:
-        check_label_values(outputs.labels)  # before any node is touched
+    rows = results_rows(report)
+    if outputs.labels is not None:  # checked and measured before any node is touched
+        check_label_values(outputs.labels)
+        rows += measure_rows(outputs.labels)
     maker = _NodeMaker(scene)
     try:
         if outputs.dense.is_cine:
@@ -192,7 +194,7 @@ def add_output_nodes(scene, outputs: LoadedOutputs, input_name: str, *, cine_ind
         else:
             nodes = _add_3d(maker, outputs, base, volume_node, segmentation_node)
         table = maker.add("vtkMRMLTableNode", f"{base} results")
-        fill_table(table, results_rows(report) + (measure_rows(outputs.labels) if outputs.labels is not None else []))
+        fill_table(table, rows)
         nodes.table = table.GetID()
         for node_id in (nodes.volume, nodes.segmentation, nodes.uncertainty):
             if node_id:

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("slicer", reason="needs slicer-core (pip install slicer-core)")
+slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install slicer-core)")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("the installed 'slicer' package is not Slicer's MRML core (pip install slicer-core)",
+                allow_module_level=True)
 
 from CaLIDSlicerLib.parameters import CaLIDParameters, Device, Mode  # noqa: E402
 

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install slicer-core)")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("the installed 'slicer' package is not Slicer's MRML core (pip install slicer-core)",
+                allow_module_level=True)
 vtk = pytest.importorskip("vtk")
 
 from calid.errors import InputError  # noqa: E402

@@ -24,7 +24,7 @@ class DemonsSettings:
     """
 
     shrink_factors: tuple[int, ...] = (4, 2)
-    iterations: tuple[int, ...] = (40, 20)
+    iterations: tuple[int, ...] = (40, 10)
     field_sigma_mm: float = 9.0
     max_step_mm: float = 1.0
     image_sigma_mm: float = 1.5

@@ -30,6 +30,7 @@ def interpolate(
     factor = _checked_factor(factor)
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    spacing_xy = _checked_spacing(spacing)
     if factor == 1:
         return stack.copy()
     if method == "nearest":
@@ -41,7 +42,7 @@ def interpolate(
     else:
         from calid.registration import registration_interpolate
 
-        dense = registration_interpolate(stack, factor, _checked_spacing(spacing))
+        dense = registration_interpolate(stack, factor, spacing_xy)
     dense = dense.astype(np.float32, copy=False)
     dense[::factor] = stack  # acquired slices bit-exact, whatever rounding the method did
     return dense
@@ -72,11 +73,6 @@ def _checked_spacing(spacing) -> tuple[float, float]:
     if values.size not in (2, 3) or not np.all(np.isfinite(values)) or np.any(values <= 0):
         raise InputError(f"spacing must be 2 or 3 positive numbers (x, y[, z]) in mm, not {spacing!r}")
     return float(values[0]), float(values[1])
-
-
-def gap_fractions(factor: int) -> np.ndarray:
-    """Fractions ``a`` of the way from one acquired slice to the next, 0 excluded."""
-    return np.arange(1, factor) / factor
 
 
 def _dense_positions(n_slices: int, factor: int) -> np.ndarray:

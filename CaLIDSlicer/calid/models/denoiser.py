@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from calid.preprocess import crop_to, pad_to_multiple
 from calid.weights import register_architecture
 
 PREDICTION_TYPES = ("sample", "epsilon", "v_prediction")
@@ -115,6 +116,7 @@ class SliceDenoiser(nn.Module):
         self.prediction_type = prediction_type
         self.num_train_timesteps = int(num_train_timesteps)
         self.schedule = schedule
+        self.multiple = 2 ** (len(channels) - 1)  # the U-Net's skip connections need sizes divisible by this
         self.unet = ConditionalUNet(
             in_channels=latent_channels * (2 + 2 * neighbours),
             out_channels=latent_channels,
@@ -138,9 +140,9 @@ class SliceDenoiser(nn.Module):
         before, after = context[:, self.neighbours - 1], context[:, self.neighbours]
         weight = fraction.to(noisy.dtype).view(-1, 1, 1, 1)
         linear = (1 - weight) * before + weight * after
-        inputs = torch.cat([noisy, linear, context.flatten(1, 2)], dim=1)
+        inputs, size = pad_to_multiple(torch.cat([noisy, linear, context.flatten(1, 2)], dim=1), self.multiple)
         geometry = torch.stack([fraction, gap_mm], dim=1).float()
-        return self.unet(inputs, timesteps, geometry)
+        return crop_to(self.unet(inputs, timesteps, geometry), size)
 
     def make_scheduler(self):
         """The DDIM scheduler that matches how this network was trained."""

@@ -57,7 +57,7 @@ def psnr(mse: float, data_range: float = 1.0) -> float:
 
 
 @torch.no_grad()
-def latent_scale_of(model: torch.nn.Module, stacks: list[Stack], count: int = 256, crop: int = 128, seed: int = 0) -> float:
+def latent_scale_of(model: torch.nn.Module, stacks: list[Stack], count: int = 128, crop: int = 64, seed: int = 0) -> float:
     """1 / std of the latent means over real slices: brings latents to unit variance for diffusion."""
     generator = torch.Generator().manual_seed(seed)
     images = slice_batch(stacks, count, crop, generator)
@@ -66,7 +66,7 @@ def latent_scale_of(model: torch.nn.Module, stacks: list[Stack], count: int = 25
 
 
 @torch.no_grad()
-def validation_psnr(model: torch.nn.Module, stacks: list[Stack], count: int = 64, crop: int = 128, seed: int = 1) -> float:
+def validation_psnr(model: torch.nn.Module, stacks: list[Stack], count: int = 32, crop: int = 96, seed: int = 1) -> float:
     """Mean PSNR of reconstructions of fixed random validation crops (no augmentation effect on the seed)."""
     generator = torch.Generator().manual_seed(seed)
     images = slice_batch(stacks, count, crop, generator)

@@ -1,0 +1,109 @@
+"""DDIM sampling and the calid fill bridge, with tiny untrained models saved to a temp folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("monai")
+
+from calid.calid_fill import fill  # noqa: E402
+from calid.models.denoiser import SliceDenoiser  # noqa: E402
+from calid.models.vae import SliceAutoencoder  # noqa: E402
+from calid.progress import Progress  # noqa: E402
+from calid.sampling import SamplerSettings, fill_latents, gap_requests, neighbour_indices, sample_latents  # noqa: E402
+from calid.weights import ModelConfig, save_model  # noqa: E402
+
+from test_models import TINY_DENOISER, TINY_VAE  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def denoiser():
+    torch.manual_seed(0)
+    model = SliceDenoiser(**TINY_DENOISER).eval()
+    with torch.no_grad():  # non-zero residual branches, so the output depends on every input
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.1)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, denoiser):
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(1)
+    save_model(SliceAutoencoder(**TINY_VAE), ModelConfig("tiny-vae", "1", "vae", "calid-vae", TINY_VAE), root / "tiny-vae", "# t")
+    config = ModelConfig("tiny-den", "1", "denoiser", "calid-denoiser", TINY_DENOISER, {"autoencoder": "tiny-vae"})
+    return save_model(denoiser, config, root / "tiny-den", "# tiny")
+
+
+def draw(denoiser, seed, settings, count=3):
+    context = torch.randn(count, 4, 2, 6, 6, generator=torch.Generator().manual_seed(5))
+    fraction, gap = torch.full((count,), 0.5), torch.full((count,), 20.0)
+    return sample_latents(denoiser, context, fraction, gap, settings, torch.Generator().manual_seed(seed))
+
+
+def test_sampling_is_deterministic_for_a_seed_and_differs_between_seeds(denoiser):
+    settings = SamplerSettings(steps=3, temperature=1.0, chunk=2)
+    first, again, other = draw(denoiser, 0, settings), draw(denoiser, 0, settings), draw(denoiser, 1, settings)
+    assert first.shape == (1, 3, 2, 6, 6)
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    assert (first - other).abs().max() > 1e-3
+
+
+def test_chunking_does_not_change_samples(denoiser):
+    whole = draw(denoiser, 3, SamplerSettings(steps=2, samples=2, chunk=32, temperature=1.0))
+    pieces = draw(denoiser, 3, SamplerSettings(steps=2, samples=2, chunk=1, temperature=1.0))
+    torch.testing.assert_close(whole, pieces)
+
+
+def test_neighbours_are_repeated_at_the_stack_ends():
+    assert neighbour_indices(0, 4, 2) == [0, 0, 1, 2]
+    assert neighbour_indices(2, 4, 2) == [1, 2, 3, 3]
+    contexts, fractions, targets = gap_requests(3, 3, 1)
+    assert contexts == [[0, 1], [0, 1], [1, 2], [1, 2]]
+    assert fractions == [1 / 3, 2 / 3, 1 / 3, 2 / 3] and targets == [1, 2, 4, 5]
+
+
+@pytest.mark.parametrize("order", ["parallel", "autoregressive"])
+def test_fill_latents_orders_give_one_latent_per_missing_slice(denoiser, order):
+    acquired = torch.randn(2, 4, 2, 6, 6)
+    settings = SamplerSettings(steps=2, samples=2, order=order)
+    latents, targets = fill_latents(denoiser, acquired, 3, 10.0, settings, torch.Generator().manual_seed(0))
+    assert latents.shape == (2, 2, 6, 2, 6, 6) and targets == [1, 2, 4, 5, 7, 8]
+    assert torch.isfinite(latents).all()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps": 0}, "steps"), ({"samples": 1.5}, "samples"), ({"order": "random"}, "order"), ({"eta": -1.0}, "eta"),
+])
+def test_sampler_settings_reject_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SamplerSettings(**kwargs)
+
+
+def test_fill_keeps_acquired_slices_and_names_its_stages(model_dir):
+    array = np.random.default_rng(0).uniform(0, 500, size=(2, 3, 10, 13)).astype(np.float32)
+    progress = Progress("none")
+    dense, std = fill(array, 2, (1.5, 1.5, 10.0), progress, steps=2, samples=1, seed=0, device="cpu", model=model_dir)
+    assert dense.shape == (2, 5, 10, 13) and dense.dtype == np.float32 and std is None
+    np.testing.assert_array_equal(dense[:, ::2], array)
+    assert np.isfinite(dense).all() and dense.min() >= 0
+    assert {"encode", "sample", "decode"} <= set(progress.stage_seconds)
+
+
+def test_fill_with_samples_returns_positive_std_on_missing_slices_only(model_dir):
+    array = np.random.default_rng(1).uniform(0, 1, size=(1, 3, 8, 8)).astype(np.float32)
+    kwargs = {"steps": 2, "seed": 4, "device": "cpu", "model": model_dir, "temperature": 1.0}
+    dense, std = fill(array, 3, (1.0, 1.0, 8.0), Progress("none"), samples=3, **kwargs)
+    assert std.shape == dense.shape == (1, 7, 8, 8)
+    assert np.all(std[:, ::3] == 0) and std[:, 1].mean() > 0
+    again, _ = fill(array, 3, (1.0, 1.0, 8.0), Progress("none"), samples=3, **kwargs)
+    np.testing.assert_array_equal(dense, again)
+
+
+def test_fill_refuses_a_model_that_is_not_a_denoiser(model_dir):
+    from calid.errors import ModelError
+
+    with pytest.raises(ModelError, match="needs a denoiser"):
+        fill(np.ones((1, 2, 8, 8), np.float32), 2, (1, 1, 1), Progress("none"), device="cpu", model=model_dir.parent / "tiny-vae")

@@ -1,0 +1,160 @@
+"""Training: data cache and split filtering, example geometry, checkpoints, seeded loops, DDP, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("monai")
+
+from calid.models.vae import SliceAutoencoder  # noqa: E402
+from calid.sampling import neighbour_indices  # noqa: E402
+from calid.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from calid.train.data import Stack, cached_stacks  # noqa: E402
+from calid.train.denoiser import context_indices, training_example  # noqa: E402
+from calid.train.distributed import DistributedContext  # noqa: E402
+from calid.train.loop import LoopSettings, learning_rate, train  # noqa: E402
+from calid.train.vae import VaeLossWeights, slice_batch, vae_loss  # noqa: E402
+
+from test_models import TINY_VAE  # noqa: E402
+
+SINGLE = DistributedContext(rank=0, world_size=1, device=torch.device("cpu"))
+
+
+def synthetic_stacks(count: int = 3, seed: int = 0) -> list[Stack]:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:20, :20]
+    stacks = []
+    for index in range(count):
+        radius = rng.uniform(3, 7, size=5)
+        slices = np.stack([(np.hypot(yy - 10, xx - 10) < r).astype(np.float16) for r in radius])
+        stacks.append(Stack(slices, 10.0, f"patient00{index}_ED.nii.gz#0"))
+    return stacks
+
+
+def write_nifti_folder(folder, names):
+    import SimpleITK as sitk
+
+    folder.mkdir()
+    for name in names:
+        image = sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 900, (4, 20, 24)).astype(np.int16))
+        image.SetSpacing((1.5, 1.5, 10.0))
+        sitk.WriteImage(image, str(folder / name))
+    return folder
+
+
+def test_cache_reads_only_the_requested_split(tmp_path):
+    data = write_nifti_folder(tmp_path / "data", ["patient001_ED.nii.gz", "patient001_ED_gt.nii.gz",
+                                                  "patient013_ED.nii.gz", "patient014_ED.nii.gz"])
+    train_stacks = cached_stacks([str(data)], "train", tmp_path / "cache")
+    val_stacks = cached_stacks([str(data)], "val", tmp_path / "cache")
+    assert [s.source for s in train_stacks] == ["patient001_ED.nii.gz#0"]
+    assert [s.source for s in val_stacks] == ["patient013_ED.nii.gz#0"]
+    assert train_stacks[0].slices.shape == (4, 20, 24) and train_stacks[0].slices.max() <= 2.0
+    assert train_stacks[0].slice_spacing == 10.0
+
+
+@pytest.mark.parametrize("count", [3, 5, 10])
+def test_training_examples_lie_strictly_between_acquired_slices(count):
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        first, target, gap = training_example(count, generator)
+        assert 2 <= gap <= min(4, count - 1) and first < target < first + gap <= count - 1
+
+
+@pytest.mark.parametrize("count, gap", [(9, 2), (13, 3), (9, 4)])
+def test_training_context_matches_inference_neighbours(count, gap):
+    """A dense stack subsampled every ``gap`` slices must see the same neighbours as inference."""
+    acquired = (count - 1) // gap + 1
+    for first in range(0, count - gap, gap):
+        expected = [gap * i for i in neighbour_indices(first // gap, acquired, 2)]
+        assert context_indices(first, gap, count, 2) == expected
+
+
+def test_learning_rate_warms_up_then_decays():
+    settings = LoopSettings(steps=100, learning_rate=1.0, warmup=10)
+    assert learning_rate(0, settings) == pytest.approx(0.1)
+    assert learning_rate(10, settings) == pytest.approx(1.0)
+    assert learning_rate(99, settings) < 0.1
+
+
+def test_checkpoint_round_trip_restores_model_and_optimizer(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    save_checkpoint(tmp_path, model, optimizer, {"step": 7, "seed": 3})
+    restored = torch.nn.Linear(3, 2)
+    restored_optimizer = torch.optim.AdamW(restored.parameters(), lr=0.5)
+    info = load_checkpoint(tmp_path, restored, restored_optimizer)
+    assert info == {"step": 7, "seed": 3}
+    torch.testing.assert_close(restored.weight, model.weight)
+    state, expected = restored_optimizer.state_dict(), optimizer.state_dict()
+    torch.testing.assert_close(state["state"][0]["exp_avg"], expected["state"][0]["exp_avg"])
+    assert state["param_groups"][0]["lr"] == 0.1
+    assert not any(p.suffix == ".pt" or p.suffix == ".pkl" for p in tmp_path.iterdir())
+
+
+def run_tiny_vae(steps: int, run_dir=None, resume=False, context=SINGLE) -> list[float]:
+    torch.manual_seed(0)
+    model = SliceAutoencoder(**TINY_VAE)
+    stacks = synthetic_stacks()
+    settings = LoopSettings(steps=steps, learning_rate=3e-3, warmup=1, log_every=1000, checkpoint_every=2)
+    return train(model, lambda g: slice_batch(stacks, 4, 16, g), lambda m, b: vae_loss(m, b, VaeLossWeights()),
+                 settings, context, run_dir, seed=0, resume=resume)
+
+
+def test_seeded_training_is_reproducible_and_reduces_the_loss():
+    first, again = run_tiny_vae(8), run_tiny_vae(8)
+    assert first == again
+    assert np.mean(first[-3:]) < np.mean(first[:3])
+
+
+def test_resume_continues_from_the_saved_step(tmp_path):
+    run_tiny_vae(2, tmp_path)
+    assert len(run_tiny_vae(4, tmp_path, resume=True)) == 2
+    assert load_checkpoint(tmp_path, SliceAutoencoder(**TINY_VAE), None)["step"] == 4
+
+
+def _ddp_worker(rank: int, init_file: str, results) -> None:
+    from calid.train.distributed import wrap
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        context = DistributedContext(rank=rank, world_size=2, device=torch.device("cpu"))
+        torch.manual_seed(0)
+        model = wrap(SliceAutoencoder(**TINY_VAE), context)
+        stacks = synthetic_stacks()
+        settings = LoopSettings(steps=2, learning_rate=1e-3, warmup=1, log_every=1000)
+        train(model, lambda g: slice_batch(stacks, 2, 16, g), lambda m, b: vae_loss(m, b, VaeLossWeights()),
+              settings, context, None, seed=0)
+        results[rank] = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy()
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_distributed_training_with_two_cpu_processes_keeps_replicas_in_sync(tmp_path):
+    import torch.multiprocessing as mp
+
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), results), nprocs=2, join=True)
+        np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.slow
+def test_train_command_writes_a_loadable_model(tmp_path):
+    from calid.cli import main
+    from calid.weights import load_model
+
+    data = write_nifti_folder(tmp_path / "data", ["patient001_ED.nii.gz", "patient013_ED.nii.gz"])
+    out = tmp_path / "run"
+    code = main(["train", "vae", "--data", str(data), "--out", str(out), "--steps", "2", "--batch", "2",
+                 "--crop", "16", "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    model, config = load_model(out / "model")
+    assert config.architecture == "calid-vae" and config.kwargs["latent_scale"] > 0
+    assert (out / "checkpoint.json").is_file()

@@ -12,7 +12,14 @@ from calid.cli import main
 from calid.errors import InputError, ModelError
 from calid.io import read, read_segmentation, write
 from calid.labels import LV, MYO, RV
-from calid.segment import DEFAULT_MODEL, from_model_grid, keep_largest_components, segment, to_model_grid
+from calid.segment import (
+    DEFAULT_MODEL,
+    from_model_grid,
+    keep_largest_components,
+    segment,
+    segment_array,
+    to_model_grid,
+)
 from calid.volume import Volume
 
 TINY = {"channels": [4, 8], "strides": [2], "num_res_units": 0, "pixel_size": 2.0}
@@ -64,6 +71,26 @@ def test_model_grid_round_trip_keeps_smooth_images_and_labels():
     assert (recovered == labels).mean() > 0.97
 
 
+class RampNetwork:
+    """A stand-in network whose LV logit grows from left to right whatever the image shows."""
+
+    pixel_size, size_multiple = 1.0, 1
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(images.shape[0], 4, *images.shape[-2:])
+        logits[:, LV] = 4 * torch.linspace(-1, 1, images.shape[-1])
+        return logits
+
+
+def test_flip_averaging_maps_each_mirror_image_back():
+    volume = Volume(np.ones((2, 12, 16), np.float32))
+    plain = segment_array(volume, RampNetwork(), keep_largest=False, average_flips=False)
+    assert (plain[..., -1] == LV).all() and (plain[..., 0] == 0).all()
+    averaged = segment_array(volume, RampNetwork(), keep_largest=False, average_flips=True)
+    np.testing.assert_array_equal(averaged, averaged[..., ::-1])  # left-right mirror was undone
+    assert (averaged[..., 0] == LV).all()
+
+
 def test_only_the_largest_piece_of_each_structure_stays():
     labels = np.zeros((3, 20, 20), np.uint8)
     labels[:, 2:10, 2:10] = LV
@@ -100,7 +127,7 @@ def test_cli_writes_seg_nrrd_and_measures(tiny_model, tmp_path, oblique_stack, c
 def test_cli_cine_labelmap_with_csv_and_json_progress(tiny_model, tmp_path, oblique_cine, capsys):
     source = write(oblique_cine, tmp_path / "cine.nii.gz")
     target, measures = tmp_path / "labels.nii.gz", tmp_path / "measures.csv"
-    code = main(["segment", str(source), "-o", str(target), "--measures", str(measures), "--method", "discs",
+    code = main(["segment", str(source), "-o", str(target), "--measures", str(measures), "--method", "discs", "--no-flips",
                  "--device", "cpu", "--progress", "json"])
     assert code == 0
     assert read(target).array.shape == oblique_cine.array.shape

@@ -1,0 +1,56 @@
+"""``calid bench``: time reconstruction methods side by side on the same phantom inputs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "time methods side by side (per stage, median of repeats, peak memory)"
+DESCRIPTION = (
+    "Times read, reconstruct (per stage) and write for each method on a 10x256x256 stack (x4) and a "
+    "12x20x256x256 cine (x2), after one warm-up run; prints a markdown table and optionally writes JSON."
+)
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cases", type=_csv, default=["3d", "cine"], help="comma list of: 3d, cine")
+    parser.add_argument("--methods", type=_csv, default=["linear", "registration", "calid"],
+                        help="comma list of methods (default linear,registration,calid)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method after one warm-up")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--steps", type=int, help="diffusion steps for calid (default: the engine's)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from calid.bench import CASES, markdown_table, rows_as_dicts, run_bench
+    from calid.commands.env import collect
+    from calid.errors import InputError
+    from calid.reconstruct import BASELINES
+
+    unknown = [c for c in args.cases if c not in CASES]
+    if unknown:
+        raise InputError(f"--cases must be among {', '.join(CASES)}, not {', '.join(unknown)}")
+    bad = [m for m in args.methods if m not in (*BASELINES, "calid")]
+    if bad:
+        raise InputError(f"--methods must be among {', '.join((*BASELINES, 'calid'))}, not {', '.join(bad)}")
+    if args.repeats < 1:
+        raise InputError(f"--repeats must be at least 1, not {args.repeats}")
+    extra = {"steps": args.steps} if args.steps else None
+    rows = run_bench(args.cases, args.methods, repeats=args.repeats, device=args.device, extra=extra,
+                     on_row=lambda row: print(f"done: {row.case} {row.method} {row.median_seconds['total']:.2f} s",
+                                              flush=True))
+    print(markdown_table(rows))
+    if args.json:
+        from calid.io import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({"environment": collect(), "rows": rows_as_dicts(rows)}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0

@@ -82,10 +82,12 @@ def test_sampler_settings_reject_bad_values(kwargs, message):
         SamplerSettings(**kwargs)
 
 
-def test_fill_keeps_acquired_slices_and_names_its_stages(model_dir):
+@pytest.mark.parametrize("decoding", ["residual", "direct"])
+def test_fill_keeps_acquired_slices_and_names_its_stages(model_dir, decoding):
     array = np.random.default_rng(0).uniform(0, 500, size=(2, 3, 10, 13)).astype(np.float32)
     progress = Progress("none")
-    dense, std = fill(array, 2, (1.5, 1.5, 10.0), progress, steps=2, samples=1, seed=0, device="cpu", model=model_dir)
+    dense, std = fill(array, 2, (1.5, 1.5, 10.0), progress, steps=2, samples=1, seed=0, device="cpu", model=model_dir,
+                      decoding=decoding)
     assert dense.shape == (2, 5, 10, 13) and dense.dtype == np.float32 and std is None
     np.testing.assert_array_equal(dense[:, ::2], array)
     assert np.isfinite(dense).all() and dense.min() >= 0
@@ -107,3 +109,16 @@ def test_fill_refuses_a_model_that_is_not_a_denoiser(model_dir):
 
     with pytest.raises(ModelError, match="needs a denoiser"):
         fill(np.ones((1, 2, 8, 8), np.float32), 2, (1, 1, 1), Progress("none"), device="cpu", model=model_dir.parent / "tiny-vae")
+
+
+def test_linear_blends_weight_the_nearest_acquired_neighbours():
+    """Residual decoding adds decode(z) - decode(z_lin) to I_lin: both blends must use the same neighbours."""
+    import calid.calid_fill as calid_fill
+    from calid.calid_fill import linear_blends
+
+    latents = torch.randn(1, 3, 2, 4, 4)
+    images = torch.rand(1, 3, 8, 8)
+    blend_latents, blend_images = linear_blends(latents, images, 2, 2)
+    torch.testing.assert_close(blend_images[0, 0], (images[0, 0] + images[0, 1]) / 2)
+    torch.testing.assert_close(blend_latents[0, 1], (latents[0, 1] + latents[0, 2]) / 2)
+    assert calid_fill.DEFAULT_DECODING in calid_fill.DECODINGS

@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")
+    parser.add_argument("--freeze-encoder", action="store_true",
+                        help="vae only: train the decoder alone, so latents (and a denoiser trained on them) stay valid")
     parser.add_argument("--vae", type=Path, help="denoiser only: trained autoencoder model folder (default: bundled)")
     parser.add_argument("--prediction", choices=("sample", "epsilon", "v_prediction"), default="sample",
                         help="denoiser only: what the network predicts (default sample, i.e. x0)")

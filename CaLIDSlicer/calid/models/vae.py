@@ -67,9 +67,12 @@ class SliceAutoencoder(nn.Module):
         images = self.net.decode(latents / self.latent_scale)
         return crop_to(images, size) if size is not None else images
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training pass: (reconstruction, unscaled posterior mean, posterior sigma)."""
+    def forward(self, images: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass: (reconstruction, unscaled posterior mean, posterior sigma).
+
+        ``sample=False`` decodes the mean, as inference does (for decoder-only fine-tuning).
+        """
         padded, size = pad_to_multiple(images, self.downsampling)
         mean, sigma = self.net.encode(padded)
-        recon = self.net.decode(self.net.sampling(mean, sigma))
+        recon = self.net.decode(self.net.sampling(mean, sigma) if sample else mean)
         return crop_to(recon, size), mean, sigma

@@ -39,8 +39,8 @@ def image_gradients(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return images[..., 1:, :] - images[..., :-1, :], images[..., :, 1:] - images[..., :, :-1]
 
 
-def vae_loss(model: torch.nn.Module, images: torch.Tensor, weights: VaeLossWeights) -> tuple[torch.Tensor, dict[str, float]]:
-    recon, mean, sigma = model(images)
+def vae_loss(model: torch.nn.Module, images: torch.Tensor, weights: VaeLossWeights, sample: bool = True) -> tuple[torch.Tensor, dict[str, float]]:
+    recon, mean, sigma = model(images, sample)
     l1 = (recon - images).abs().mean()
     (dy, dx), (ry, rx) = image_gradients(images), image_gradients(recon)
     gradient = (dy - ry).abs().mean() + (dx - rx).abs().mean()

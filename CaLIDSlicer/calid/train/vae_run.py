@@ -25,7 +25,10 @@ def run_vae(args: argparse.Namespace, context: DistributedContext) -> None:
     stacks = cached_stacks(data, "train", args.cache_dir)
     val_stacks = cached_stacks(data, "val", args.cache_dir)
     torch.manual_seed(args.seed)
-    model = wrap(SliceAutoencoder(**VAE_KWARGS), context)
+    autoencoder = SliceAutoencoder(**VAE_KWARGS)
+    if args.freeze_encoder:
+        freeze_encoder(autoencoder)
+    model = wrap(autoencoder, context)
     weights = VaeLossWeights()
     started = time.perf_counter()
 
@@ -39,7 +42,7 @@ def run_vae(args: argparse.Namespace, context: DistributedContext) -> None:
     train(
         model,
         partial(slice_batch, stacks, args.batch, args.crop),
-        lambda net, batch: vae_loss(net, batch.to(context.device), weights),
+        lambda net, batch: vae_loss(net, batch.to(context.device), weights, sample=not args.freeze_encoder),
         settings,
         context,
         args.out,
@@ -53,3 +56,10 @@ def run_vae(args: argparse.Namespace, context: DistributedContext) -> None:
             f"crop {args.crop}, trained on the 'train' split of {', '.join(data)}.\n"
         )
         save_run_model(unwrap(model).cpu(), VAE_KWARGS, stacks, args.out / "model", card)
+
+
+def freeze_encoder(autoencoder: torch.nn.Module) -> None:
+    """Stop gradients into everything that produces latents (encoder and its posterior convs)."""
+    net = autoencoder.net
+    for part in (net.encoder, net.quant_conv_mu, net.quant_conv_log_sigma):
+        part.requires_grad_(False)

@@ -1,9 +1,11 @@
 """Public API ``segment(volume)``: RV, LV myocardium and LV blood pool on every slice and frame.
 
 Each slice is resampled in-plane to the network's pixel size (hearts then have
-the same size in pixels whatever the scanner), labelled by a 2D network, and the
-class probabilities are resampled linearly back to the input's own grid before the
-argmax, so the labels lie exactly over the input (same shape, spacing, origin,
+the same size in pixels whatever the scanner), labelled by a 2D network in
+overlapping windows of its training crop size (whole-slice inference shifts its
+instance-norm statistics: val Dice of the myocardium fell from 0.87 to 0.81), and
+the class probabilities are resampled linearly back to the input's own grid before
+the argmax, so the labels lie exactly over the input (same shape, spacing, origin,
 direction) without the staircase of nearest-neighbour label resampling.
 """
 
@@ -28,8 +30,10 @@ if TYPE_CHECKING:
 
 #: The bundled model :func:`segment` uses when none is named.
 DEFAULT_MODEL = "calid-segmenter-acdc"
-#: Slices per forward pass: bounded memory on CPU, enough work per call on GPU.
+#: Slices (and windows) per forward pass: bounded memory on CPU, enough work per call on GPU.
 BATCH_SIZE = 16
+#: Overlap of neighbouring windows (0.25 scored 0.01 lower Dice on val).
+WINDOW_OVERLAP = 0.5
 
 
 @dataclass(frozen=True)
@@ -165,17 +169,20 @@ def segment_array(
 def _probabilities(network, slices: np.ndarray, device: str, stage, average_flips: bool) -> np.ndarray:
     """(Z, y, x) normalised slices -> (Z, y, x, C) softmax probabilities, batch by batch."""
     import torch
+    from monai.inferers import sliding_window_inference
 
-    from calid.preprocess import crop_to, pad_to_multiple
+    def windowed(images: torch.Tensor) -> torch.Tensor:
+        window = (network.window, network.window)
+        logits = sliding_window_inference(images, window, BATCH_SIZE, network, overlap=WINDOW_OVERLAP, mode="gaussian")
+        return torch.softmax(logits.float(), dim=1)
 
+    flips = FLIPS if average_flips else FLIPS[:1]
     out = []
     with torch.inference_mode():
         for start in range(0, len(slices), BATCH_SIZE):
             batch = torch.from_numpy(np.ascontiguousarray(slices[start : start + BATCH_SIZE], np.float32))[:, None]
-            padded, size = pad_to_multiple(batch.to(device), network.size_multiple)
-            flips = FLIPS if average_flips else FLIPS[:1]
-            total = sum(_flipped(torch.softmax(network(_flipped(padded, axes)).float(), dim=1), axes) for axes in flips)
-            out.append((crop_to(total, size) / len(flips)).permute(0, 2, 3, 1).cpu().numpy())
+            total = sum(_flipped(windowed(_flipped(batch.to(device), axes)), axes) for axes in flips)
+            out.append((total / len(flips)).permute(0, 2, 3, 1).cpu().numpy())
             stage.advance()
     return np.concatenate(out)
 

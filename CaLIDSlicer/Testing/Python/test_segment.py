@@ -22,7 +22,7 @@ from calid.segment import (
 )
 from calid.volume import Volume
 
-TINY = {"channels": [4, 8], "strides": [2], "num_res_units": 0, "pixel_size": 2.0}
+TINY = {"channels": [4, 8], "strides": [2], "num_res_units": 0, "pixel_size": 2.0, "window": 8}
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_model_grid_round_trip_keeps_smooth_images_and_labels():
 class RampNetwork:
     """A stand-in network whose LV logit grows from left to right whatever the image shows."""
 
-    pixel_size, size_multiple = 1.0, 1
+    pixel_size, window = 1.0, 16
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         logits = torch.zeros(images.shape[0], 4, *images.shape[-2:])

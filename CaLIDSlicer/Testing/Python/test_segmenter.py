@@ -16,7 +16,7 @@ def test_output_has_one_logit_per_class_and_pixel():
     network = SliceSegmenter(**TINY).eval()
     assert N_CLASSES == 4
     assert network(torch.zeros(3, 1, 16, 24)).shape == (3, 4, 16, 24)
-    assert network.size_multiple == 4 and network.pixel_size == 2.0
+    assert network.size_multiple == 4 and network.pixel_size == 2.0 and network.window == 128
 
 
 @pytest.mark.parametrize(
@@ -27,6 +27,7 @@ def test_output_has_one_logit_per_class_and_pixel():
         ({"channels": [4, 8], "strides": [0]}, "strides must be positive"),
         ({"dropout": 1.0}, "dropout must be"),
         ({"pixel_size": 0}, "pixel_size must be"),
+        ({"window": 100}, "window must be a positive multiple of 8"),
     ],
 )
 def test_bad_settings_are_refused_before_building(kwargs, message):

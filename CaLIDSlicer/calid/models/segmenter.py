@@ -2,7 +2,9 @@
 
 The network works at one fixed in-plane pixel size (``pixel_size`` mm, stored in
 the model config), so :mod:`calid.segment` resamples every slice to it first:
-hearts then have the same size in pixels whatever the scanner's resolution.
+hearts then have the same size in pixels whatever the scanner's resolution. It is
+applied in ``window``-pixel sliding windows, the size of its training crops: instance
+normalisation makes its output depend on the field of view it sees.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class SliceSegmenter(nn.Module):
         num_res_units: int = 1,
         dropout: float = 0.0,
         pixel_size: float = 1.5,
+        window: int = 128,
     ) -> None:
         super().__init__()
         from monai.networks.nets import UNet
@@ -50,6 +53,9 @@ class SliceSegmenter(nn.Module):
         self.size_multiple = 1
         for stride in strides:
             self.size_multiple *= stride
+        if window < self.size_multiple or window % self.size_multiple:
+            raise ValueError(f"window must be a positive multiple of {self.size_multiple} pixels, not {window}")
+        self.window = int(window)
         self.net = UNet(
             spatial_dims=2,
             in_channels=1,

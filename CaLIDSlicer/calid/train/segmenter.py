@@ -24,8 +24,10 @@ from calid.metrics import dice
 from calid.segment import normalised_frame, segment_array, to_model_grid
 from calid.splits import Split
 
-#: The bundled segmenter's shape: about 1.6 M parameters, 16x downsampling, 1.5 mm pixels.
-SEGMENTER_KWARGS = {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2, "pixel_size": 1.5}
+#: The bundled segmenter's shape: about 1.6 M parameters, 16x downsampling, 1.5 mm pixels, 128-pixel windows.
+SEGMENTER_KWARGS = {
+    "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2, "pixel_size": 1.5, "window": 128,
+}
 
 Pair = tuple[np.ndarray, np.ndarray]  # (Z, y, x) float16 image, (Z, y, x) uint8 labels on the model grid
 
@@ -159,11 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    network = SliceSegmenter(**args.kwargs)
+    kwargs = {**args.kwargs, "window": args.crop}  # inference windows are the size of the training crops
+    network = SliceSegmenter(**kwargs)
     pairs = model_grid_pairs(args.data, "train", network.pixel_size, args.cache_dir)
     val_cases = labelled_cases(args.data, "val")
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
-    config = ModelConfig("calid-segmenter-acdc", "1.0", "segmenter", "calid-segmenter", kwargs=dict(args.kwargs))
+    config = ModelConfig("calid-segmenter-acdc", "1.0", "segmenter", "calid-segmenter", kwargs=kwargs)
     best_file = args.out / "best.json"  # survives --resume, so a worse network never replaces the best
     best = json.loads(best_file.read_text()) if args.resume and best_file.is_file() else {"mean": -1.0, "step": None}
     started = time.perf_counter()

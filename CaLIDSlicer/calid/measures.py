@@ -51,12 +51,12 @@ class CardiacMeasures:
         return len(self.lv_volume_ml)
 
     def summary(self) -> dict[str, float | None]:
-        """EDV/ESV/SV/EF of both ventricles and LV mass at ED; EF is None with a single frame."""
+        """EDV/ESV/SV/EF of both ventricles and LV mass at ED; with ED = ES (one frame) only EDV and mass."""
         values: dict[str, float | None] = {}
         for side, volumes in (("lv", self.lv_volume_ml), ("rv", self.rv_volume_ml)):
             edv, esv = volumes[self.ed_frame], volumes[self.es_frame]
             two_frames = self.ed_frame != self.es_frame
-            values[f"{side}_edv"], values[f"{side}_esv"] = edv, esv
+            values[f"{side}_edv"], values[f"{side}_esv"] = edv, esv if two_frames else None
             values[f"{side}_sv"] = edv - esv if two_frames else None
             values[f"{side}_ef"] = 100.0 * (edv - esv) / edv if two_frames and edv > 0 else None
         values["lv_mass"] = MYOCARDIUM_DENSITY * self.myo_volume_ml[self.ed_frame]

@@ -57,7 +57,8 @@ def test_a_list_of_frames_and_given_ed_es_agree_with_a_cine():
 def test_single_frame_has_no_ejection_fraction():
     summary = measure(Volume(boxes(4), spacing=SPACING)).summary()
     assert summary["lv_edv"] == pytest.approx(6.0)
-    assert summary["lv_ef"] is None and summary["lv_sv"] is None
+    assert summary["lv_ef"] is None and summary["lv_sv"] is None and summary["lv_esv"] is None
+    assert "ESV n/a" in measure(Volume(boxes(4), spacing=SPACING)).report()
 
 
 def cylinder(n_slices: int, first: int, last: int, radius_mm: float, pixel: float) -> np.ndarray:

@@ -23,7 +23,7 @@ DEFAULT_TEMPERATURE = 0.0
 DEFAULT_ETA = 0.0
 #: "residual": linear image blend + decode(sampled) - decode(linear latent blend), so the
 #: autoencoder's own reconstruction error cancels; "direct": decode(sampled) alone.
-DEFAULT_DECODING = "residual"
+DEFAULT_DECODING = "direct"
 DECODINGS = ("residual", "direct")
 #: Slices per network call; bounds memory on large inputs.
 CHUNK = 32

@@ -40,7 +40,7 @@ class RunResult:
 
 
 def calid_model_available() -> bool:
-    from calid.reconstruct import calid_model_available as available
+    from calid.reconstruction import calid_model_available as available
 
     return available()
 

@@ -1,7 +1,7 @@
 """CaLID engine: dense cardiac MR volumes from sparse short-axis slices.
 
 The public API is small: :class:`Volume`, :func:`read`, :func:`write`,
-:func:`reconstruct` and (once trained) :func:`segment`. Heavy modules load lazily
+:func:`reconstruct` and :func:`segment`. Heavy modules load lazily
 so ``import calid`` and ``calid --help`` stay fast.
 """
 
@@ -16,10 +16,10 @@ _LAZY = {
     "Volume": "calid.volume",
     "read": "calid.io",
     "write": "calid.io",
-    "reconstruct": "calid.reconstruct",
-    "ReconstructionResult": "calid.reconstruct",
+    "reconstruct": "calid.reconstruction",
+    "ReconstructionResult": "calid.reconstruction",
     "make_phantom": "calid.phantom",
-    "segment": "calid.segment",
+    "segment": "calid.segmentation",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -63,7 +63,7 @@ def _cuda(device: str):
 def _one_run(source: Path, target: Path, factor: int, method: str, device: str, extra: dict) -> dict[str, float]:
     from calid.io import read, write
     from calid.progress import Progress
-    from calid.reconstruct import reconstruct
+    from calid.reconstruction import reconstruct
 
     times: dict[str, float] = {}
     start = time.perf_counter()
@@ -89,7 +89,7 @@ def bench_case(case: str, method: str, folder: Path, *, repeats: int = 3, device
     """Median stage times and peak memory of ``method`` on one case."""
     from calid.io import write
     from calid.phantom import make_phantom
-    from calid.reconstruct import DEFAULT_STEPS
+    from calid.reconstruction import DEFAULT_STEPS
 
     params, factor = CASES[case]
     phantom = make_phantom(**params)

@@ -3,7 +3,7 @@
 Protocol for one stack (or every frame of a cine) and upsampling factor k:
 keep slices 0, k, 2k, ... (trailing slices are trimmed first so that the last one is
 kept, ``(Z - 1) % k == 0``), give that sparse stack (slice spacing x k, same origin and
-directions) to :func:`calid.reconstruct.reconstruct` with factor k, and compare the
+directions) to :func:`calid.reconstruction.reconstruct` with factor k, and compare the
 rebuilt slices with the real ones that were dropped. Intensities of prediction and
 truth are divided by the same number, the 99.5th percentile of the sparse input (what
 a method sees), so PSNR/SSIM use a data range of 1.
@@ -12,7 +12,7 @@ Per volume: PSNR from the mean squared error over all dropped slices; SSIM avera
 over the dropped slices; both again inside the heart box (every label of the case,
 all slices and frames, + 10 pixels) when the case has labels, else NaN. A cine also
 gets the temporal consistency error of the dropped slices (wrap-around included).
-Dice / HD95 need a segmenter (:mod:`calid.segment`) and are left out when there is none.
+Dice / HD95 need a segmenter (:mod:`calid.segmentation`) and are left out when there is none.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def intensity_scale(sparse: Volume) -> float:
 
 def reconstruct_options(method: str, options: dict) -> dict:
     """The options ``reconstruct`` accepts for ``method`` (diffusion settings only for diffusion)."""
-    from calid.reconstruct import BASELINES, reconstruct
+    from calid.reconstruction import BASELINES, reconstruct
 
     accepted = inspect.signature(reconstruct).parameters
     diffusion_only = {"steps", "samples"}
@@ -136,7 +136,7 @@ def _segment_scores(pred_labels, true_labels, annotated, structures, spacing_yx)
 class Segmenter:
     """Labels of reconstructed volumes from the installed segmentation model, loaded once.
 
-    ``note`` says why Dice/HD95 are missing: this version has no :mod:`calid.segment`,
+    ``note`` says why Dice/HD95 are missing: this version has no :mod:`calid.segmentation`,
     or its model is not installed (then the segmenter switches itself off instead of
     failing every case).
     """
@@ -146,12 +146,12 @@ class Segmenter:
         self.note: str | None = None
         self._network = None
         try:
-            import calid.segment as segment_module
+            import calid.segmentation as segment_module
         except ModuleNotFoundError as err:
-            if err.name != "calid.segment":
+            if err.name != "calid.segmentation":
                 raise
             self._module = None
-            self.note = "Dice/HD95 not computed: this version of calid has no segmenter (calid.segment)"
+            self.note = "Dice/HD95 not computed: this version of calid has no segmenter (calid.segmentation)"
         else:
             self._module = segment_module
 
@@ -202,7 +202,7 @@ def evaluate_case(
     progress: Progress | None = None,
 ) -> Evaluation:
     """Rows for one case and every method (see the module docstring for the protocol)."""
-    from calid.reconstruct import reconstruct
+    from calid.reconstruction import reconstruct
 
     progress = as_progress(progress)
     case = loaded.case

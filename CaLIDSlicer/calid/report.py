@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from calid import __version__
-from calid.reconstruct import ReconstructionResult
+from calid.reconstruction import ReconstructionResult
 from calid.volume import Volume
 
 

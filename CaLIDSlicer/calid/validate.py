@@ -1,6 +1,6 @@
 """Checks that refuse unusable inputs early, with a message that says how to fix them.
 
-Readers call :func:`check_slice_positions`; :func:`calid.reconstruct.reconstruct`
+Readers call :func:`check_slice_positions`; :func:`calid.reconstruction.reconstruct`
 calls :func:`validate_volume`; commands call :func:`check_output_path` and
 :func:`check_fits_in_memory` before any heavy work starts.
 """

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from calid.errors import InputError
-from calid.reconstruct import reconstruct, resolve_factor
+from calid.reconstruction import reconstruct, resolve_factor
 
 
 @pytest.mark.parametrize("factor", [2, 3, 4])
@@ -82,7 +82,7 @@ def test_nan_input_is_refused_before_any_work(oblique_cine):
 
 
 def test_auto_without_a_model_says_which_baseline_it_used(oblique_stack, monkeypatch, tmp_path):
-    import calid.reconstruct as rec
+    import calid.reconstruction as rec
 
     monkeypatch.setattr(rec, "calid_model_available", lambda model=None: False)
     result = reconstruct(oblique_stack, factor=2, method="auto")

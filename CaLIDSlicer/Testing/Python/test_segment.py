@@ -12,7 +12,7 @@ from calid.cli import main
 from calid.errors import InputError, ModelError
 from calid.io import read, read_segmentation, write
 from calid.labels import LV, MYO, RV
-from calid.segment import (
+from calid.segmentation import (
     DEFAULT_MODEL,
     from_model_grid,
     keep_largest_components,

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from calid.bench import CASES, markdown_table, rows_as_dicts, run_bench
     from calid.commands.env import collect
     from calid.errors import InputError
-    from calid.reconstruct import BASELINES
+    from calid.reconstruction import BASELINES
 
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from calid.io import write
     from calid.phantom import make_phantom_pair
     from calid.preview import save_preview
-    from calid.reconstruct import reconstruct
+    from calid.reconstruction import reconstruct
     from calid.report import write_report
 
     if args.factor < 2:

@@ -73,7 +73,7 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from calid.io import read, write
     from calid.report import write_report
-    from calid.reconstruct import reconstruct
+    from calid.reconstruction import reconstruct
     from calid.validate import check_output_path
 
     outputs = [p for p in (args.output, args.uncertainty, args.segment) if p is not None]
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--uncertainty needs a diffusion method with --samples 2 or more")
     segmentation = None
     if args.segment is not None:
-        from calid.segment import segment
+        from calid.segmentation import segment
 
         segmentation = segment(result.volume, device=args.device, progress=args.progress)
     # Write only after everything succeeded, so a failed run leaves no partial outputs.

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from calid.errors import InputError
     from calid.io import compound_suffix, read, write_segmentation
     from calid.measures import measure
-    from calid.segment import segment
+    from calid.segmentation import segment
     from calid.validate import check_output_path
 
     for path in (args.output, args.measures):

@@ -21,7 +21,7 @@ import torch
 
 from calid.labels import CARDIAC_STRUCTURES
 from calid.metrics import dice
-from calid.segment import normalised_frame, segment_array, to_model_grid
+from calid.segmentation import normalised_frame, segment_array, to_model_grid
 from calid.splits import Split
 
 #: The bundled segmenter's shape: about 1.6 M parameters, 16x downsampling, 1.5 mm pixels, 128-pixel windows.

@@ -275,14 +275,14 @@ def _measure_errors(pairs: dict) -> dict:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    """``python -m calid.segment DATA [--split test] [--json FILE]``: measure a segmenter on ACDC."""
+    """``python -m calid.segmentation DATA [--split test] [--json FILE]``: measure a segmenter on ACDC."""
     import argparse
     import json
 
     from calid.evaluate_report import json_safe
     from calid.io import atomic_path
 
-    parser = argparse.ArgumentParser(prog="python -m calid.segment", description=evaluate_segmenter.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m calid.segmentation", description=evaluate_segmenter.__doc__)
     parser.add_argument("data", help="ACDC folder (patientNNN_ED.nii.gz with _gt labels)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
     parser.add_argument("--model", help="model directory or installed name (default: the bundled model)")

@@ -57,3 +57,26 @@ def oblique_cine():
         direction=oblique_direction(),
         frame_times=(0.0, 40.0, 80.0, 120.0),
     )
+
+
+def _slicer_core():
+    """Slicer's MRML core (pip install slicer-core), or skip the test."""
+    slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install slicer-core)")
+    if not hasattr(slicer, "vtkMRMLScene"):
+        pytest.skip("the installed 'slicer' package is not Slicer's MRML core (pip install slicer-core)")
+    return slicer
+
+
+@pytest.fixture
+def scene():
+    """An empty real MRML scene."""
+    return _slicer_core().vtkMRMLScene()
+
+
+@pytest.fixture
+def sequences_logic(scene):
+    """Slicer's Sequences logic bound to ``scene`` (needed for sequence browsers)."""
+    logic = _slicer_core().vtkSlicerSequencesLogic()
+    logic.SetMRMLScene(scene)
+    yield logic
+    logic.SetMRMLScene(None)

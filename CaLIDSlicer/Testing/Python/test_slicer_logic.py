@@ -39,19 +39,6 @@ def private_tempdir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def scene():
-    return slicer.vtkMRMLScene()
-
-
-@pytest.fixture
-def sequences_logic(scene):
-    logic = slicer.vtkSlicerSequencesLogic()
-    logic.SetMRMLScene(scene)
-    yield logic
-    logic.SetMRMLScene(None)
-
-
-@pytest.fixture
 def stack_node(scene, oblique_stack):
     node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "sax")
     volume_to_node(oblique_stack, node)

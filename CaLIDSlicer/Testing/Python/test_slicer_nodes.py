@@ -28,19 +28,6 @@ from CaLIDSlicerLib.nodes import (  # noqa: E402
 from CaLIDSlicerLib.segments import labels_to_segmentation, segment_id  # noqa: E402
 
 
-@pytest.fixture
-def scene():
-    return slicer.vtkMRMLScene()
-
-
-@pytest.fixture
-def sequences_logic(scene):
-    logic = slicer.vtkSlicerSequencesLogic()
-    logic.SetMRMLScene(scene)
-    yield logic
-    logic.SetMRMLScene(None)
-
-
 def ijk_to_ras(node) -> np.ndarray:
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)

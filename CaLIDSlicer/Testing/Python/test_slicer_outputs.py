@@ -25,14 +25,6 @@ def scene():
     return scene
 
 
-@pytest.fixture
-def sequences_logic(scene):
-    logic = slicer.vtkSlicerSequencesLogic()
-    logic.SetMRMLScene(scene)
-    yield logic
-    logic.SetMRMLScene(None)
-
-
 def node_ids(scene) -> list[str]:
     return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
 

@@ -11,6 +11,16 @@ from calid.reconstruction import ReconstructionResult
 from calid.volume import Volume
 
 
+def report_path(output: Path) -> Path:
+    """``dense.nii.gz`` -> ``dense.calid.json`` beside it."""
+    from calid.io import compound_suffix
+
+    output = Path(output)
+    suffix = compound_suffix(output)
+    stem = output.name[: -len(suffix)] if suffix else output.name
+    return output.with_name(stem + ".calid.json")
+
+
 def _geometry(volume: Volume) -> dict:
     return {
         "shape": list(volume.array.shape),

@@ -8,7 +8,10 @@ from pathlib import Path
 HELP = "make a sparse short-axis stack or cine dense (CaLID or a classical baseline)"
 DESCRIPTION = (
     "Reconstruct a dense volume from sparse short-axis slices. Acquired slices are copied "
-    "unchanged; the synthesised ones are listed in the JSON report written beside the output."
+    "unchanged; the synthesised ones are listed in the JSON report written beside the output. "
+    "Cohort mode: give a .csv manifest (column 'input', optional 'output') or a folder with --cohort, "
+    "and -o an output folder; finished cases are skipped on a re-run, and --shard I/N (or torchrun's "
+    "RANK/WORLD_SIZE) splits the cases between processes."
 )
 
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
@@ -32,9 +35,10 @@ def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", type=Path, help="NIfTI/NRRD/MHA file, .seq.nrrd cine, or a DICOM folder")
+    parser.add_argument("input", type=Path,
+                        help="NIfTI/NRRD/MHA file, .seq.nrrd cine, a DICOM folder; or a cohort (.csv, or folder with --cohort)")
     parser.add_argument("-o", "--output", type=Path, required=True,
-                        help="output file (.nii.gz, .nrrd, .mha; .seq.nrrd or .nii.gz for cine)")
+                        help="output file (.nii.gz, .nrrd, .mha; .seq.nrrd or .nii.gz for cine); a folder for a cohort")
     add_reconstruction_arguments(parser)
     parser.add_argument("--uncertainty", type=Path, metavar="FILE",
                         help="also write the per-voxel standard deviation over samples (needs --samples > 1)")
@@ -42,14 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also segment the dense result (LV, myocardium, RV) into FILE (.seg.nrrd or labelmap)")
     parser.add_argument("--report", type=Path, metavar="JSON",
                         help="where to write the JSON report (default: OUTPUT with .calid.json)")
-
-
-def report_path(output: Path) -> Path:
-    name = output.name
-    for suffix in (".seq.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"):
-        if name.endswith(suffix):
-            return output.with_name(name[: -len(suffix)] + ".calid.json")
-    return output.with_name(name + ".calid.json")
+    cohort = parser.add_argument_group("cohort mode")
+    cohort.add_argument("--cohort", action="store_true", help="INPUT is a folder of studies (one file each)")
+    cohort.add_argument("--pattern", default="*", help="glob for studies in a cohort folder (default *)")
+    cohort.add_argument("--suffix", default=".nii.gz", help="output format of cohort cases (default .nii.gz)")
+    cohort.add_argument("--shard", metavar="I/N", help="process only cases I, I+N, ... (default: torchrun's RANK/WORLD_SIZE)")
 
 
 def reconstruction_kwargs(args: argparse.Namespace) -> dict:
@@ -71,9 +72,17 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cohort or args.input.suffix.lower() == ".csv":
+        return run_cohort_command(args)
+    reconstruct_file(args)
+    return 0
+
+
+def reconstruct_file(args: argparse.Namespace) -> None:
+    """One study: read, reconstruct (and segment), then write every output and the report."""
     from calid.io import read, write
-    from calid.report import write_report
     from calid.reconstruction import reconstruct
+    from calid.report import report_path, write_report
     from calid.validate import check_output_path
 
     outputs = [p for p in (args.output, args.uncertainty, args.segment) if p is not None]
@@ -100,7 +109,39 @@ def run(args: argparse.Namespace) -> int:
         write_segmentation(segmentation.labels, args.segment)
     report = write_report(result, args.report or report_path(args.output), source=args.input, output=args.output)
     _announce(args, result, report)
-    return 0
+
+
+def run_cohort_command(args: argparse.Namespace) -> int:
+    """Many studies into the folder ``-o``; exit 1 if any case failed (the summary says which)."""
+    import copy
+
+    from calid.cohort import cases_from_folder, cases_from_manifest, parse_shard, run_cohort, write_summary
+    from calid.errors import InputError
+
+    if args.uncertainty or args.segment or args.report:
+        raise InputError("--uncertainty, --segment and --report name single files; they do not apply to a cohort")
+    if args.output.exists() and not args.output.is_dir():
+        raise InputError(f"for a cohort, -o must be a folder, not the file {args.output}")
+    args.output.mkdir(parents=True, exist_ok=True)
+    if args.input.suffix.lower() == ".csv":
+        cases = cases_from_manifest(args.input, args.output, args.suffix)
+    elif args.input.is_dir():
+        cases = cases_from_folder(args.input, args.output, args.pattern, args.suffix)
+    else:
+        raise InputError(f"--cohort needs a folder of studies, not {args.input}")
+    shard = parse_shard(args.shard)
+
+    def one(case) -> None:
+        single = copy.copy(args)
+        single.input, single.output, single.progress = case.source, case.output, "none"
+        reconstruct_file(single)
+
+    outcomes = run_cohort(cases, one, shard=shard,
+                          on_case=lambda o: print(f"{o.status:>7}  {o.source}  {o.error}".rstrip(), flush=True))
+    summary = write_summary(outcomes, args.output, shard)
+    failed = sum(o.status == "failed" for o in outcomes)
+    print(f"{len(outcomes)} cases in shard {shard[0]}/{shard[1]}: {failed} failed; summary: {summary}")
+    return 1 if failed else 0
 
 
 def _announce(args: argparse.Namespace, result, report: Path) -> None:

@@ -96,7 +96,7 @@ def test_fill_keeps_acquired_slices_and_names_its_stages(model_dir, decoding):
 
 def test_fill_with_samples_returns_positive_std_on_missing_slices_only(model_dir):
     array = np.random.default_rng(1).uniform(0, 1, size=(1, 3, 8, 8)).astype(np.float32)
-    kwargs = {"steps": 2, "seed": 4, "device": "cpu", "model": model_dir, "temperature": 1.0}
+    kwargs = {"steps": 2, "seed": 4, "device": "cpu", "model": model_dir}  # several samples: temperature 1 by default
     dense, std = fill(array, 3, (1.0, 1.0, 8.0), Progress("none"), samples=3, **kwargs)
     assert std.shape == dense.shape == (1, 7, 8, 8)
     assert np.all(std[:, ::3] == 0) and std[:, 1].mean() > 0

@@ -45,6 +45,22 @@ def _denoise_chunk(denoiser, scheduler, context, fraction, gap_mm, noise, settin
     return latents
 
 
+def trailing_schedule(scheduler, steps: int):
+    """DDIM timesteps T-1, T-1-T/steps, ... spaced exactly as the scheduler's step() assumes.
+
+    MONAI spaces its timesteps with linspace(0, T-1) while ``step()`` moves to
+    ``t - T // steps``: with 2 or more steps the noise level after a step does not match
+    the next timestep (2 steps visit t = 999 then t = 0 but step to t = 499). Trailing
+    spacing starts from pure noise and keeps every step consistent.
+    """
+    if steps > scheduler.num_train_timesteps:
+        raise ValueError(f"steps must be at most {scheduler.num_train_timesteps}, not {steps}")
+    scheduler.set_timesteps(steps)
+    ratio = scheduler.num_train_timesteps // steps
+    scheduler.timesteps = torch.arange(scheduler.num_train_timesteps - 1, -1, -ratio)[:steps]
+    return scheduler
+
+
 @torch.no_grad()
 def sample_latents(
     denoiser: torch.nn.Module,
@@ -59,8 +75,7 @@ def sample_latents(
     count, _, channels, height, width = context.shape
     # all noise drawn first, on CPU, so results do not depend on chunking or device
     noise = torch.randn((settings.samples, count, channels, height, width), generator=generator) * settings.temperature
-    scheduler = denoiser.make_scheduler()
-    scheduler.set_timesteps(settings.steps)
+    scheduler = trailing_schedule(denoiser.make_scheduler(), settings.steps)
     out = torch.empty_like(noise, device=context.device)
     for sample in range(settings.samples):
         for start in range(0, count, settings.chunk):

@@ -12,7 +12,9 @@ from calid.calid_fill import fill  # noqa: E402
 from calid.models.denoiser import SliceDenoiser  # noqa: E402
 from calid.models.vae import SliceAutoencoder  # noqa: E402
 from calid.progress import Progress  # noqa: E402
-from calid.sampling import SamplerSettings, fill_latents, gap_requests, neighbour_indices, sample_latents  # noqa: E402
+from calid.sampling import (  # noqa: E402
+    SamplerSettings, fill_latents, gap_requests, neighbour_indices, sample_latents, trailing_schedule,
+)
 from calid.weights import ModelConfig, save_model  # noqa: E402
 
 from test_models import TINY_DENOISER, TINY_VAE  # noqa: E402
@@ -122,3 +124,11 @@ def test_linear_blends_weight_the_nearest_acquired_neighbours():
     torch.testing.assert_close(blend_images[0, 0], (images[0, 0] + images[0, 1]) / 2)
     torch.testing.assert_close(blend_latents[0, 1], (latents[0, 1] + latents[0, 2]) / 2)
     assert calid_fill.DEFAULT_DECODING in calid_fill.DECODINGS
+
+
+@pytest.mark.parametrize("steps, expected", [(1, [9]), (2, [9, 4]), (5, [9, 7, 5, 3, 1])])
+def test_timesteps_start_from_pure_noise_and_match_the_step_size(denoiser, steps, expected):
+    scheduler = trailing_schedule(denoiser.make_scheduler(), steps)
+    assert scheduler.timesteps.tolist() == expected
+    ratio = scheduler.num_train_timesteps // steps
+    assert all(a - b == ratio for a, b in zip(expected, expected[1:]))

@@ -158,3 +158,19 @@ def test_train_command_writes_a_loadable_model(tmp_path):
     model, config = load_model(out / "model")
     assert config.architecture == "calid-vae" and config.kwargs["latent_scale"] > 0
     assert (out / "checkpoint.json").is_file()
+
+
+def test_decoder_only_training_keeps_latents_unchanged():
+    from calid.train.vae_run import freeze_encoder
+
+    torch.manual_seed(0)
+    model = SliceAutoencoder(**TINY_VAE)
+    freeze_encoder(model)
+    images = slice_batch(synthetic_stacks(), 4, 16, torch.Generator().manual_seed(0))
+    before_latents, before_decoder = model.encode(images).detach(), model.net.decoder.blocks[-1].conv.weight.clone()
+    stacks = synthetic_stacks()
+    settings = LoopSettings(steps=3, learning_rate=1e-2, warmup=1, log_every=1000)
+    train(model, lambda g: slice_batch(stacks, 4, 16, g), lambda m, b: vae_loss(m, b, VaeLossWeights(), sample=False),
+          settings, SINGLE, None, seed=0)
+    torch.testing.assert_close(model.encode(images).detach(), before_latents, rtol=0, atol=0)
+    assert (model.net.decoder.blocks[-1].conv.weight - before_decoder).abs().max() > 0

@@ -10,7 +10,7 @@ from functools import partial
 import torch
 
 from calid.train.data import cached_stacks
-from calid.train.distributed import DistributedContext, unwrap, wrap
+from calid.train.distributed import DistributedContext, barrier, unwrap, wrap
 from calid.train.loop import LoopSettings, train
 from calid.train.vae import VaeLossWeights, save_run_model, slice_batch, vae_loss, validation_psnr
 
@@ -22,6 +22,10 @@ def run_vae(args: argparse.Namespace, context: DistributedContext) -> None:
     from calid.models.vae import SliceAutoencoder
 
     data = [str(d) for d in args.data]
+    if context.is_main:  # one process builds the cache, the others wait and read it
+        cached_stacks(data, "train", args.cache_dir)
+        cached_stacks(data, "val", args.cache_dir)
+    barrier(context)
     stacks = cached_stacks(data, "train", args.cache_dir)
     val_stacks = cached_stacks(data, "val", args.cache_dir)
     torch.manual_seed(args.seed)

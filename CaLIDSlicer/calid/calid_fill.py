@@ -156,6 +156,9 @@ def linear_blends(latents, images, factor: int, neighbours: int):
     before = [c[neighbours - 1] for c in contexts]
     after = [c[neighbours] for c in contexts]
     weight = torch.tensor(fractions, dtype=torch.float32)
-    blend_latents = latents[:, before] * (1 - weight.view(1, -1, 1, 1, 1).to(latents.device)) + latents[:, after] * weight.view(1, -1, 1, 1, 1).to(latents.device)
-    blend_images = images[:, before] * (1 - weight.view(1, -1, 1, 1)) + images[:, after] * weight.view(1, -1, 1, 1)
-    return blend_latents, blend_images
+
+    def blend(values):
+        w = weight.to(values.device).view(1, -1, *([1] * (values.ndim - 2)))
+        return values[:, before] * (1 - w) + values[:, after] * w
+
+    return blend(latents), blend(images)

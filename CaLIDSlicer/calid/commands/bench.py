@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from calid.commands.argtypes import comma_list, positive_int
+
 HELP = "time methods side by side (per stage, median of repeats, peak memory)"
 DESCRIPTION = (
     "Times read, reconstruct (per stage) and write for each method on a 10x256x256 stack (x4) and a "
@@ -12,15 +14,11 @@ DESCRIPTION = (
 )
 
 
-def _csv(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cases", type=_csv, default=["3d", "cine"], help="comma list of: 3d, cine")
-    parser.add_argument("--methods", type=_csv, default=["linear", "registration", "calid"],
+    parser.add_argument("--cases", type=comma_list, default=["3d", "cine"], help="comma list of: 3d, cine")
+    parser.add_argument("--methods", type=comma_list, default=["linear", "registration", "calid"],
                         help="comma list of methods (default linear,registration,calid)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method after one warm-up")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per method after one warm-up")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--steps", type=int, help="diffusion steps for calid (default: the engine's)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
@@ -40,8 +38,6 @@ def run(args: argparse.Namespace) -> int:
     bad = [m for m in args.methods if m not in (*BASELINES, "calid")]
     if bad:
         raise InputError(f"--methods must be among {', '.join((*BASELINES, 'calid'))}, not {', '.join(bad)}")
-    if args.repeats < 1:
-        raise InputError(f"--repeats must be at least 1, not {args.repeats}")
     extra = {"steps": args.steps} if args.steps else None
     rows = run_bench(args.cases, args.methods, repeats=args.repeats, device=args.device, extra=extra,
                      on_row=lambda row: print(f"done: {row.case} {row.method} {row.median_seconds['total']:.2f} s",

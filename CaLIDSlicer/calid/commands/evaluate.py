@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from calid.commands.argtypes import comma_list, positive_int
+
 HELP = "score methods by dropping real slices and rebuilding them (PSNR, SSIM, Dice)"
 DESCRIPTION = (
     "Keep every k-th slice of each stack, reconstruct the rest with each method, and score only "
@@ -17,17 +19,10 @@ DEFAULT_METHODS = "nearest,linear,cubic,registration"
 
 
 def _methods(text: str) -> list[str]:
-    methods = [m.strip() for m in text.split(",") if m.strip()]
+    methods = comma_list(text)
     if not methods:
         raise argparse.ArgumentTypeError(f"must name at least one method, e.g. {DEFAULT_METHODS}, not {text!r}")
     return list(dict.fromkeys(methods))
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,18 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep every K-th slice and rebuild the others (default 2: 10 mm -> 20 mm -> 10 mm)")
     parser.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
                         help="patients to use (default test: the only split fit for reported numbers)")
-    parser.add_argument("--limit", type=_positive, metavar="N", help="evaluate only the first N cases")
-    parser.add_argument("--frames", type=_positive, default=1, metavar="N",
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="evaluate only the first N cases")
+    parser.add_argument("--frames", type=positive_int, default=1, metavar="N",
                         help="cines: evaluate every N-th frame only (default 1: all frames)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for diffusion methods")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--steps", type=_positive, help="diffusion sampling steps (diffusion methods only)")
-    parser.add_argument("--samples", type=_positive, help="diffusion samples averaged (diffusion methods only)")
-    parser.add_argument("--phantom-count", type=_positive, default=4, metavar="N",
+    parser.add_argument("--steps", type=positive_int, help="diffusion sampling steps (diffusion methods only)")
+    parser.add_argument("--samples", type=positive_int, help="diffusion samples averaged (diffusion methods only)")
+    parser.add_argument("--phantom-count", type=positive_int, default=4, metavar="N",
                         help="with DATA 'phantom': how many seeded phantoms (default 4)")
-    parser.add_argument("--phantom-frames", type=_positive, default=1, metavar="T",
+    parser.add_argument("--phantom-frames", type=positive_int, default=1, metavar="T",
                         help="with DATA 'phantom': frames per phantom; >1 makes cines (default 1)")
-    parser.add_argument("--phantom-size", type=_positive, metavar="PX", help="with DATA 'phantom': image size")
+    parser.add_argument("--phantom-size", type=positive_int, metavar="PX", help="with DATA 'phantom': image size")
     parser.add_argument("--csv", type=Path, metavar="FILE", help="write one row per volume and method")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write rows, summary, per-patient means, notes")
     parser.add_argument("--progress", default="bar", choices=("bar", "json", "none"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from calid.commands.argtypes import positive_int
+
 HELP = "train the CaLID autoencoder or latent denoiser (single process or under torchrun)"
 DESCRIPTION = (
     "Self-supervised training on real short-axis stacks (NIfTI 3D or 4D cine). Only patients of the "
@@ -21,20 +23,13 @@ def _existing_dir(value: str) -> Path:
     return path
 
 
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value!r}")
-    return number
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", choices=("vae", "denoiser"), help="which network to train")
     parser.add_argument("--data", type=_existing_dir, action="append", required=True, help="folder of *.nii.gz stacks (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, log, final model")
-    parser.add_argument("--steps", type=_positive, default=2000, help="optimizer steps in total (default 2000)")
-    parser.add_argument("--batch", type=_positive, default=8, help="batch size per process (default 8)")
-    parser.add_argument("--crop", type=_positive, default=96, help="crop size in pixels (default 96)")
+    parser.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps in total (default 2000)")
+    parser.add_argument("--batch", type=positive_int, default=8, help="batch size per process (default 8)")
+    parser.add_argument("--crop", type=positive_int, default=96, help="crop size in pixels (default 96)")
     parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")

@@ -1,0 +1,21 @@
+"""Argument types shared by the commands: parse-time checks with messages that say what is wanted."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (counts, steps, sizes)."""
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from err
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def comma_list(text: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]`` (empty items dropped)."""
+    return [item.strip() for item in text.split(",") if item.strip()]

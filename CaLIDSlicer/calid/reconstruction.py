@@ -142,10 +142,11 @@ def resolve_mode(mode: str, method: str, volume: Volume) -> tuple[str, tuple[str
 
 
 def diffusion_options(method: str, steps: int | None, samples: int | None, seed: int | None,
-                      device: str, model: str | None) -> dict:
+                      device: str, model: str | None, order: str | None = None) -> dict:
     """Options for the diffusion sampler; refuse them for methods that would ignore them."""
     if method != "calid":
-        given = [name for name, value in (("steps", steps), ("samples", samples)) if value is not None]
+        given = [name for name, value in (("steps", steps), ("samples", samples), ("order", order))
+                 if value is not None]
         if given:
             raise InputError(f"{' and '.join(given)} apply to the calid method only, not {method!r}; drop them")
         return {}
@@ -157,7 +158,11 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
         raise InputError(f"samples must be a positive integer, not {samples!r}")
     if device not in ("auto", "cpu", "cuda"):
         raise InputError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
-    return {"steps": int(steps), "samples": int(samples), "seed": seed or 0, "device": device, "model": model}
+    order = order or "parallel"
+    if order not in ("parallel", "autoregressive"):
+        raise InputError(f"order must be 'parallel' or 'autoregressive', not {order!r}")
+    return {"steps": int(steps), "samples": int(samples), "seed": seed or 0, "device": device, "model": model,
+            "order": order}
 
 
 def to_output_dtype(dense: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -180,15 +185,16 @@ def reconstruct(
     seed: int | None = 0,
     device: str = "auto",
     model: str | None = None,
+    order: str | None = None,
     progress: Progress | ProgressMode | None = None,
 ) -> ReconstructionResult:
     """Dense volume with slice spacing divided by ``factor``; acquired slices unchanged.
 
     The dense grid keeps the input's first-slice position and directions; acquired
     slice ``i`` becomes slice ``i * factor`` and is copied bit-exact. All others are
-    listed in ``result.volume.synthesized``. ``steps``/``samples``/``device``/``model``
-    steer the CaLID sampler; ``samples > 1`` also returns a per-voxel standard deviation
-    (``result.uncertainty``).
+    listed in ``result.volume.synthesized``. ``steps``/``samples``/``device``/``model``/``order``
+    (all missing slices at once, or one after another) steer the CaLID sampler; ``samples > 1``
+    also returns a per-voxel standard deviation (``result.uncertainty``).
     """
     from calid.validate import check_fits_in_memory, validate_volume
 
@@ -198,7 +204,7 @@ def reconstruct(
     method, notes = resolve_method(method, model)
     fill = _fill_function(method)
     mode, mode_notes = resolve_mode(mode, method, volume)
-    options = diffusion_options(method, steps, samples, seed, device, model)
+    options = diffusion_options(method, steps, samples, seed, device, model, order)
     progress = as_progress(progress)
     started = time.perf_counter()
 

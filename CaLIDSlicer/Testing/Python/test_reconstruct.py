@@ -96,3 +96,34 @@ def test_input_too_large_for_memory_is_refused_with_the_amount(oblique_stack, mo
     monkeypatch.setattr(validate, "available_memory_bytes", lambda: 1024)
     with pytest.raises(InputError, match=r"needs ~.* GiB"):
         reconstruct(oblique_stack, factor=4, method="linear")
+
+
+@pytest.mark.parametrize("order", ["parallel", "autoregressive"])
+def test_bundled_calid_model_keeps_measured_slices_and_geometry(oblique_stack, order):
+    import calid.reconstruction as rec
+
+    if not rec.calid_model_available():
+        pytest.skip("the bundled CaLID model is not installed")
+    result = reconstruct(oblique_stack, factor=2, method="calid", order=order, seed=3)
+    dense = result.volume
+    assert result.method == "calid"
+    np.testing.assert_array_equal(dense.array[::2], oblique_stack.array)
+    assert dense.synthesized == tuple(range(1, dense.n_slices, 2))
+    assert np.allclose(dense.slice_positions()[::2], oblique_stack.slice_positions())
+    assert set(result.stage_seconds) >= {"encode", "sample", "decode"}
+
+
+def test_calid_samples_give_an_uncertainty_map_that_is_zero_on_measured_slices(oblique_stack):
+    import calid.reconstruction as rec
+
+    if not rec.calid_model_available():
+        pytest.skip("the bundled CaLID model is not installed")
+    result = reconstruct(oblique_stack, factor=2, method="calid", samples=3, seed=1)
+    std = result.uncertainty.array
+    assert std.shape == result.volume.array.shape
+    assert np.all(std[::2] == 0) and std[1::2].max() > 0
+
+
+def test_order_is_refused_for_baselines(oblique_stack):
+    with pytest.raises(InputError, match="apply to the calid method only"):
+        reconstruct(oblique_stack, factor=2, method="linear", order="autoregressive")

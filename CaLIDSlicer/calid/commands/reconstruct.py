@@ -28,6 +28,8 @@ def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
                         help="3d: each frame on its own; 2dt: whole cine, coherent in time")
     parser.add_argument("--steps", type=int, help="diffusion sampling steps (CaLID only)")
     parser.add_argument("--samples", type=int, help="diffusion samples averaged; >1 gives an uncertainty map")
+    parser.add_argument("--order", choices=("parallel", "autoregressive"),
+                        help="CaLID only: sample all missing slices at once (default) or one after another")
     parser.add_argument("--seed", type=int, default=0, help="random seed (recorded in the report)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--progress", default="bar", choices=("bar", "json", "none"),
@@ -62,6 +64,7 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
         "device": args.device,
         "steps": args.steps,
         "samples": args.samples,
+        "order": args.order,
         "progress": args.progress,
     }
     if args.spacing is not None:

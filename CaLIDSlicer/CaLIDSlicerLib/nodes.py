@@ -78,6 +78,19 @@ def synthesized_from_attribute(node) -> tuple[int, ...]:
     return tuple(int(item) for item in text.split(",") if item.strip())
 
 
+def fill_sequence(sequence, cine: Volume, values, index_name: str, index_unit: str, new_node, fill_node) -> None:
+    """Replace a sequence's data with one ``new_node()`` per frame, filled by ``fill_node(frame, node)``."""
+    sequence.RemoveAllDataNodes()
+    sequence.SetIndexName(index_name)
+    sequence.SetIndexUnit(index_unit)
+    sequence.SetIndexType(slicer.vtkMRMLSequenceNode.NumericIndex)
+    for t, (frame, value) in enumerate(zip(cine.frames(), values)):
+        frame_node = new_node()
+        frame_node.SetName(f"{sequence.GetName()} frame {t}")
+        fill_node(frame, frame_node)
+        sequence.SetDataNodeAtValue(frame_node, str(value))
+
+
 def volume_to_node(volume: Volume, node) -> None:
     """Put a 3D Volume's voxels and geometry into a scalar volume (or labelmap) node."""
     if volume.is_cine:
@@ -172,15 +185,7 @@ def cine_to_sequence(volume: Volume, sequence, index_values=None, index_name: st
     values = list(index_values) if index_values is not None else [repr(t) for t in volume.frame_times or range(volume.n_frames)]
     if len(values) != volume.n_frames:
         raise ValueError(f"index_values must have one entry per frame ({volume.n_frames}), not {len(values)}")
-    sequence.RemoveAllDataNodes()
-    sequence.SetIndexName(index_name)
-    sequence.SetIndexUnit(index_unit)
-    sequence.SetIndexType(slicer.vtkMRMLSequenceNode.NumericIndex)
-    for t, (frame, value) in enumerate(zip(volume.frames(), values)):
-        frame_node = slicer.vtkMRMLScalarVolumeNode()
-        frame_node.SetName(f"{sequence.GetName()} frame {t}")
-        volume_to_node(frame, frame_node)
-        sequence.SetDataNodeAtValue(frame_node, str(value))
+    fill_sequence(sequence, volume, values, index_name, index_unit, slicer.vtkMRMLScalarVolumeNode, volume_to_node)
     if volume.synthesized:
         set_calid_attributes(sequence, volume.synthesized)
 

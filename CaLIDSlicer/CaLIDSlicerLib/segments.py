@@ -14,7 +14,7 @@ import slicer
 from calid.labels import CARDIAC_STRUCTURES, Structure
 from calid.volume import Volume
 
-from .nodes import image_data_from_array, matrix_to_vtk, set_calid_attributes
+from .nodes import fill_sequence, image_data_from_array, matrix_to_vtk, set_calid_attributes
 
 
 def segment_id(structure: Structure) -> str:
@@ -69,12 +69,5 @@ def cine_labels_to_sequence(labels: Volume, sequence, index_values, index_name: 
     """Fill a sequence node with one segmentation per frame of a cine labelmap."""
     if not labels.is_cine:
         raise ValueError("cine_labels_to_sequence needs a cine labelmap (T, Z, Y, X)")
-    sequence.RemoveAllDataNodes()
-    sequence.SetIndexName(index_name)
-    sequence.SetIndexUnit(index_unit)
-    sequence.SetIndexType(slicer.vtkMRMLSequenceNode.NumericIndex)
-    for t, (frame, value) in enumerate(zip(labels.frames(), index_values)):
-        frame_node = slicer.vtkMRMLSegmentationNode()
-        frame_node.SetName(f"{sequence.GetName()} frame {t}")
-        labels_to_segmentation(frame, frame_node)
-        sequence.SetDataNodeAtValue(frame_node, str(value))
+    fill_sequence(sequence, labels, index_values, index_name, index_unit, slicer.vtkMRMLSegmentationNode,
+                  labels_to_segmentation)

@@ -4,6 +4,10 @@ Each case is a phantom written to a temporary file, so a run times what a user p
 read, reconstruct (split into the method's own stages), write. Every method gets one
 warm-up run (model loading, caches) and then ``repeats`` timed runs; the median is
 reported with the peak memory of the process during the timed runs.
+
+``pixel-diffusion`` is a bench-only, UNTRAINED comparator (calid.pixel_diffusion): the
+calid denoiser and sampler on image slices instead of latents, timed at the same steps so
+the latent-vs-pixel speed ratio can be measured; its images are never evaluated.
 """
 
 from __future__ import annotations
@@ -14,6 +18,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from calid.pixel_diffusion import LABEL as PIXEL_LABEL
+from calid.pixel_diffusion import METHOD as PIXEL_METHOD
+from calid.pixel_diffusion import NOTE as PIXEL_NOTE
+
+#: Methods that take the diffusion sampler's steps.
+DIFFUSION_METHODS = ("calid", PIXEL_METHOD)
 #: name -> (phantom parameters, factor): the cases the issue tracker names.
 CASES = {
     "3d": ({"n_slices": 10, "n_frames": 1, "as_3d": True}, 4),
@@ -32,6 +42,8 @@ class BenchRow:
     median_seconds: dict[str, float] = field(default_factory=dict)
     peak_host_mib: float = 0.0
     peak_gpu_mib: float | None = None
+    steps: int | None = None
+    note: str = ""
 
 
 def _reset_peak_host() -> None:
@@ -70,15 +82,21 @@ def _one_run(source: Path, target: Path, factor: int, method: str, device: str, 
     volume = read(source)
     times["read"] = time.perf_counter() - start
     progress = Progress("none")
-    kwargs = {"device": device, **extra} if method == "calid" else {}
-    result = reconstruct(volume, factor=factor, method=method, progress=progress, **kwargs)
+    start = time.perf_counter()
+    if method == PIXEL_METHOD:
+        from calid.pixel_diffusion import reconstruct_pixels
+
+        dense = reconstruct_pixels(volume, factor, progress, device=device, **extra)
+    else:
+        kwargs = {"device": device, **extra} if method == "calid" else {}
+        dense = reconstruct(volume, factor=factor, method=method, progress=progress, **kwargs).volume
     cuda = _cuda(device)
     if cuda is not None:
         cuda.synchronize()
-    times.update(result.stage_seconds)
-    times["reconstruct"] = result.seconds
+    times.update(progress.stage_seconds)
+    times["reconstruct"] = time.perf_counter() - start
     start = time.perf_counter()
-    write(result.volume, target)
+    write(dense, target)
     times["write"] = time.perf_counter() - start
     times["total"] = times["read"] + times["reconstruct"] + times["write"]
     return times
@@ -87,21 +105,28 @@ def _one_run(source: Path, target: Path, factor: int, method: str, device: str, 
 def bench_case(case: str, method: str, folder: Path, *, repeats: int = 3, device: str = "auto",
                extra: dict | None = None) -> BenchRow:
     """Median stage times and peak memory of ``method`` on one case."""
-    from calid.io import write
     from calid.phantom import make_phantom
-    from calid.reconstruction import DEFAULT_STEPS
 
     params, factor = CASES[case]
-    phantom = make_phantom(**params)
-    source = write(phantom.image, folder / f"{case}.nii.gz")
+    return bench_volume(case, make_phantom(**params).image, factor, method, folder, repeats=repeats, device=device,
+                        extra=extra)
+
+
+def bench_volume(case: str, volume, factor: int, method: str, folder: Path, *, repeats: int = 3,
+                 device: str = "auto", extra: dict | None = None) -> BenchRow:
+    """Median stage times and peak memory of ``method`` on ``volume`` (written to ``folder`` first)."""
+    from calid.io import write
+    from calid.reconstruction import DEFAULT_STEPS
+
+    source = write(volume, folder / f"{case}.nii.gz")
     target = folder / f"{case}_{method}.nii.gz"
     if device == "auto":
         from calid.calid_fill import resolve_device
 
         device = resolve_device("auto")
-    extra = dict(extra or {})
-    if method == "calid":
-        extra.setdefault("steps", DEFAULT_STEPS)
+    extra = {"steps": DEFAULT_STEPS, **(extra or {})} if method in DIFFUSION_METHODS else {}
+    if method == PIXEL_METHOD:  # the comparator takes the sampler's steps and seed only
+        extra = {key: extra[key] for key in ("steps", "seed") if key in extra}
     _one_run(source, target, factor, method, device, extra)  # warm-up
     cuda = _cuda(device)
     if cuda is not None:
@@ -109,14 +134,15 @@ def bench_case(case: str, method: str, folder: Path, *, repeats: int = 3, device
     _reset_peak_host()
     runs = [_one_run(source, target, factor, method, device, extra) for _ in range(repeats)]
     medians = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-    shape_out = list(phantom.image.array.shape)
+    shape_out = list(volume.array.shape)
     shape_out[-3] = (shape_out[-3] - 1) * factor + 1
     return BenchRow(
         case=case, method=method, device=device, repeats=repeats,
-        shape_in=list(phantom.image.array.shape), shape_out=shape_out,
+        shape_in=list(volume.array.shape), shape_out=shape_out,
         median_seconds={k: round(v, 4) for k, v in medians.items()},
         peak_host_mib=round(_peak_host_mib(), 1),
         peak_gpu_mib=round(cuda.max_memory_allocated() / 2**20, 1) if cuda is not None else None,
+        steps=extra.get("steps"), note=PIXEL_NOTE if method == PIXEL_METHOD else "",
     )
 
 
@@ -140,10 +166,35 @@ def markdown_table(rows: list[BenchRow]) -> str:
         t = row.median_seconds
         stages = ", ".join(f"{k} {v:.2f}" for k, v in t.items() if k not in ("read", "write", "total", "reconstruct"))
         gpu = "-" if row.peak_gpu_mib is None else f"{row.peak_gpu_mib:.0f}"
-        lines.append(f"| {row.case} {'x'.join(map(str, row.shape_in))} | {row.method} | {row.device} | "
+        method = PIXEL_LABEL if row.method == PIXEL_METHOD else row.method
+        lines.append(f"| {row.case} {'x'.join(map(str, row.shape_in))} | {method} | {row.device} | "
                      f"{t['read']:.2f} | {stages} | {t['write']:.2f} | **{t['total']:.2f}** | "
                      f"{row.peak_host_mib:.0f} | {gpu} |")
     return "\n".join(lines)
+
+
+def speed_ratios(rows: list[BenchRow]) -> list[dict]:
+    """pixel-diffusion / calid median seconds (total and "sample" stage) per case, where both ran at equal steps."""
+    ratios = []
+    for pixel in (row for row in rows if row.method == PIXEL_METHOD):
+        for calid in (row for row in rows if row.method == "calid" and row.case == pixel.case):
+            if calid.steps != pixel.steps or calid.device != pixel.device:
+                continue
+            ratios.append({
+                "case": pixel.case, "steps": pixel.steps, "device": pixel.device,
+                "total_ratio": round(pixel.median_seconds["total"] / calid.median_seconds["total"], 2),
+                "sample_ratio": round(pixel.median_seconds["sample"] / calid.median_seconds["sample"], 2),
+                "note": PIXEL_NOTE,
+            })
+    return ratios
+
+
+def ratio_lines(ratios: list[dict]) -> str:
+    return "\n".join(
+        f"{r['case']}, {r['steps']} steps, {r['device']}: {PIXEL_LABEL} / calid = {r['total_ratio']:.2f}x total, "
+        f"{r['sample_ratio']:.2f}x sample stage"
+        for r in ratios
+    )
 
 
 def rows_as_dicts(rows: list[BenchRow]) -> list[dict]:

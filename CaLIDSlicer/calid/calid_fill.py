@@ -76,6 +76,32 @@ def _autocast(device: str):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
 
 
+def sampler_settings(steps: int, samples: int = 1, order: str = "parallel", temperature: float | None = None):
+    """The sampler settings of the calid method (also used by the bench's pixel-space comparator)."""
+    from calid.sampling import SamplerSettings
+
+    if temperature is None:
+        temperature = SINGLE_SAMPLE_TEMPERATURE if samples == 1 else MULTI_SAMPLE_TEMPERATURE
+    return SamplerSettings(steps=steps, samples=samples, eta=DEFAULT_ETA, temperature=temperature, chunk=CHUNK, order=order)
+
+
+def sample_missing(denoiser, stacks, factor: int, gap_mm: float, settings, seed: int, progress: Progress):
+    """The timed "sample" stage: every missing slice of ``stacks`` (T, Z, C, h, w), whatever space C, h, w live in.
+
+    Shared with the bench's pixel-space comparator so both are sampled by the same code
+    (same autocast on CUDA, same chunking, same noise).
+    """
+    import torch
+
+    from calid.sampling import chunk_count, fill_latents
+
+    frames, count = stacks.shape[:2]
+    generator = torch.Generator().manual_seed(int(seed))
+    missing = frames * (count - 1) * (factor - 1)
+    with torch.no_grad(), _autocast(stacks.device.type), progress.stage("sample", chunk_count(missing, factor, settings)) as stage:
+        return fill_latents(denoiser, stacks, factor, gap_mm, settings, generator, stage.advance)
+
+
 def fill(
     array: np.ndarray,
     factor: int,
@@ -94,16 +120,12 @@ def fill(
     """Dense (T, (Z-1)*factor+1, Y, X) float32 and, for samples > 1, the per-voxel std (else None)."""
     import torch
 
-    from calid.sampling import SamplerSettings, chunk_count, fill_latents
-
     if decoding not in DECODINGS:
         raise InputError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
     if array.ndim != 4:
         raise InputError(f"array must be (T, Z, Y, X), not shape {array.shape}")
     frames, count, height, width = array.shape
-    if temperature is None:
-        temperature = SINGLE_SAMPLE_TEMPERATURE if samples == 1 else MULTI_SAMPLE_TEMPERATURE
-    settings = SamplerSettings(steps=steps, samples=samples, eta=DEFAULT_ETA, temperature=temperature, chunk=CHUNK, order=order)
+    settings = sampler_settings(steps, samples, order, temperature)
     dense = np.zeros((frames, (count - 1) * factor + 1, height, width), dtype=np.float32)
     dense[:, ::factor] = array
     if factor == 1 or count < 2:
@@ -120,9 +142,7 @@ def fill(
                 stage.advance()
         latents = torch.cat(latents).unflatten(0, (frames, count))
         missing = (count - 1) * (factor - 1)
-        generator = torch.Generator().manual_seed(int(seed))
-        with progress.stage("sample", chunk_count(frames * missing, factor, settings)) as stage:
-            sampled, targets = fill_latents(denoiser, latents, factor, float(spacing[2]), settings, generator, stage.advance)
+        sampled, targets = sample_missing(denoiser, latents, factor, float(spacing[2]), settings, seed, progress)
         flat = sampled.flatten(0, 2)  # (S*T*M, C, h, w)
         if decoding == "residual":
             blend_latents, blend_images = linear_blends(latents, images.reshape(frames, count, height, width), factor, denoiser.neighbours)

@@ -10,24 +10,28 @@ from calid.commands.argtypes import comma_list, positive_int
 HELP = "time methods side by side (per stage, median of repeats, peak memory)"
 DESCRIPTION = (
     "Times read, reconstruct (per stage) and write for each method on a 10x256x256 stack (x4) and a "
-    "12x20x256x256 cine (x2), after one warm-up run; prints a markdown table and optionally writes JSON."
+    "12x20x256x256 cine (x2), after one warm-up run; prints a markdown table and optionally writes JSON. "
+    "Method pixel-diffusion is a bench-only UNTRAINED comparator (calid's denoiser and sampler on image slices "
+    "instead of latents): with calid in the same call it prints the pixel/latent time ratio at equal --steps."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", type=comma_list, default=["3d", "cine"], help="comma list of: 3d, cine")
     parser.add_argument("--methods", type=comma_list, default=["linear", "registration", "calid"],
-                        help="comma list of methods (default linear,registration,calid)")
+                        help="comma list of methods (default linear,registration,calid); also pixel-diffusion "
+                             "(untrained, timing only)")
     parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per method after one warm-up")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--steps", type=int, help="diffusion steps for calid (default: the engine's)")
+    parser.add_argument("--steps", type=positive_int,
+                        help="diffusion steps for calid and pixel-diffusion (default: the engine's)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from calid.bench import CASES, markdown_table, rows_as_dicts, run_bench
+    from calid.bench import CASES, DIFFUSION_METHODS, markdown_table, ratio_lines, rows_as_dicts, run_bench, speed_ratios
     from calid.commands.env import collect
     from calid.errors import InputError
     from calid.reconstruction import BASELINES
@@ -35,18 +39,22 @@ def run(args: argparse.Namespace) -> int:
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
         raise InputError(f"--cases must be among {', '.join(CASES)}, not {', '.join(unknown)}")
-    bad = [m for m in args.methods if m not in (*BASELINES, "calid")]
+    known = (*BASELINES, *DIFFUSION_METHODS)
+    bad = [m for m in args.methods if m not in known]
     if bad:
-        raise InputError(f"--methods must be among {', '.join((*BASELINES, 'calid'))}, not {', '.join(bad)}")
+        raise InputError(f"--methods must be among {', '.join(known)}, not {', '.join(bad)}")
     extra = {"steps": args.steps} if args.steps else None
     rows = run_bench(args.cases, args.methods, repeats=args.repeats, device=args.device, extra=extra,
                      on_row=lambda row: print(f"done: {row.case} {row.method} {row.median_seconds['total']:.2f} s",
                                               flush=True))
     print(markdown_table(rows))
+    ratios = speed_ratios(rows)
+    if ratios:
+        print(ratio_lines(ratios))
     if args.json:
         from calid.io import atomic_path
 
         with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps({"environment": collect(), "rows": rows_as_dicts(rows)}, indent=2) + "\n")
+            tmp.write_text(json.dumps({"environment": collect(), "rows": rows_as_dicts(rows), "ratios": ratios}, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0

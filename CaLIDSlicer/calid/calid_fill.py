@@ -17,7 +17,9 @@ from calid.errors import InputError, ModelError
 from calid.preprocess import denormalise, intensity_scale, normalise
 from calid.progress import Progress
 
+#: The bundled CaLID 3D model (denoiser; it names its VAE in its config) and the 2D+T one (cines).
 DEFAULT_MODEL = "calid-denoiser-acdc"
+DEFAULT_TEMPORAL_MODEL = "calid-denoiser-2dt-acdc"
 #: Initial-noise scale. One sample: 0, the deterministic estimate (best PSNR/SSIM on the
 #: validation patients). Several samples: 1, true diffusion samples whose spread is the uncertainty.
 SINGLE_SAMPLE_TEMPERATURE = 0.0
@@ -29,13 +31,17 @@ DEFAULT_DECODING = "direct"
 DECODINGS = ("residual", "direct")
 #: Slices per network call; bounds memory on large inputs.
 CHUNK = 32
+#: Image pixels per autoencoder call (CHUNK slices of 256 x 256) and latent pixels per
+#: sample/decode round: with these, working memory stays near its 256 x 256 level on any study size.
+ROUND_IMAGE_PIXELS = CHUNK * 256 * 256
+ROUND_LATENT_PIXELS = 8 * ROUND_IMAGE_PIXELS // 16
 
 
-def _model_dir(model: str | Path | None) -> Path:
+def _model_dir(model: str | Path | None, mode: str = "3d") -> Path:
     from calid.weights import find_model
 
     if model is None:
-        return find_model(DEFAULT_MODEL)
+        return find_model(DEFAULT_TEMPORAL_MODEL if mode == "2dt" else DEFAULT_MODEL)
     path = Path(model)
     if path.is_dir():
         return path
@@ -85,25 +91,54 @@ def sampler_settings(steps: int, samples: int = 1, order: str = "parallel", temp
     return SamplerSettings(steps=steps, samples=samples, eta=DEFAULT_ETA, temperature=temperature, chunk=CHUNK, order=order)
 
 
-def sample_missing(denoiser, stacks, factor: int, gap_mm: float, settings, seed: int, progress: Progress):
-    """The timed "sample" stage: every missing slice of ``stacks`` (T, Z, C, h, w), whatever space C, h, w live in.
+def sample_missing(denoiser, stacks, factor: int, gap_mm: float, settings, seed: int | torch.Generator, progress: Progress,
+                   gaps: range | None = None, temporal: bool = False):
+    """The timed "sample" stage: missing slices of ``stacks`` (T, Z, C, h, w), whatever space C, h, w live in.
 
     Shared with the bench's pixel-space comparator so both are sampled by the same code
-    (same autocast on CUDA, same chunking, same noise).
+    (same autocast on CUDA, same chunking, same noise). ``seed`` may be a generator that
+    successive chunks of ``gaps`` share.
     """
     import torch
 
     from calid.sampling import chunk_count, fill_latents
 
     frames, count = stacks.shape[:2]
-    generator = torch.Generator().manual_seed(int(seed))
-    missing = frames * (count - 1) * (factor - 1)
-    with torch.no_grad(), _autocast(stacks.device.type), progress.stage("sample", chunk_count(missing, factor, settings)) as stage:
-        return fill_latents(denoiser, stacks, factor, gap_mm, settings, generator, stage.advance)
+    generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+    gap_count = len(gaps) if gaps is not None else count - 1
+    missing = frames * gap_count * (factor - 1)
+    total = chunk_count(missing, factor, settings, frames if temporal else None)
+    with torch.no_grad(), _autocast(stacks.device.type), progress.stage("sample", total) as stage:
+        return fill_latents(denoiser, stacks, factor, gap_mm, settings, generator, stage.advance, gaps, temporal)
 
 
-def fill(
-    array: np.ndarray,
+def is_temporal(denoiser) -> bool:
+    """True for the 2D+T denoiser (it mixes the frames of a cine)."""
+    from calid.models.temporal import TemporalSliceDenoiser
+
+    return isinstance(denoiser, TemporalSliceDenoiser)
+
+
+def gap_chunks(gaps: int, frames: int, factor: int, latent_pixels: int) -> list[range]:
+    """Gaps per sample/decode round so that one round holds about ROUND_LATENT_PIXELS latent pixels."""
+    per_gap = max(1, frames * (factor - 1) * latent_pixels)
+    size = max(1, ROUND_LATENT_PIXELS // per_gap)
+    return [range(first, min(first + size, gaps)) for first in range(0, gaps, size)]
+
+
+def fill(array: np.ndarray, factor: int, spacing: tuple, progress: Progress, **options) -> tuple[np.ndarray, np.ndarray | None]:
+    """Dense (T, (Z-1)*factor+1, Y, X) float32 and, for samples > 1, the per-voxel std (else None)."""
+    if array.ndim != 4:
+        raise InputError(f"array must be (T, Z, Y, X), not shape {array.shape}")
+    frames, count, height, width = array.shape
+    dense = np.zeros((frames, (count - 1) * factor + 1, height, width), dtype=np.float32)
+    dense[:, ::factor] = array
+    return dense, fill_into(array, dense, factor, spacing, progress, **options)
+
+
+def fill_into(
+    source: np.ndarray,
+    out: np.ndarray,
     factor: int,
     spacing: tuple,
     progress: Progress,
@@ -116,69 +151,119 @@ def fill(
     order: str = "parallel",
     temperature: float | None = None,
     decoding: str = DEFAULT_DECODING,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Dense (T, (Z-1)*factor+1, Y, X) float32 and, for samples > 1, the per-voxel std (else None)."""
+    mode: str = "3d",
+) -> np.ndarray | None:
+    """Write the synthesised slices of ``source`` (T, Z, Y, X) into ``out`` (T, (Z-1)*factor+1, Y, X, any dtype).
+
+    Works in rounds of a few gaps (sample, then decode straight into ``out``) so memory
+    beyond ``source`` and ``out`` stays bounded whatever the study size. Returns the
+    per-voxel std (float32, like ``out``) for samples > 1, else None. ``mode`` "2dt" needs
+    the 2D+T model and samples every frame of a missing slice together.
+    """
     import torch
 
     if decoding not in DECODINGS:
         raise InputError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
-    if array.ndim != 4:
-        raise InputError(f"array must be (T, Z, Y, X), not shape {array.shape}")
-    frames, count, height, width = array.shape
-    settings = sampler_settings(steps, samples, order, temperature)
-    dense = np.zeros((frames, (count - 1) * factor + 1, height, width), dtype=np.float32)
-    dense[:, ::factor] = array
+    if source.ndim != 4:
+        raise InputError(f"array must be (T, Z, Y, X), not shape {source.shape}")
+    frames, count, height, width = source.shape
     if factor == 1 or count < 2:
-        return dense, None
+        return None
     device = resolve_device(device)
-    denoiser, autoencoder = load_models(_model_dir(model).resolve(), device)
-    scale = intensity_scale(array)
-    images = torch.from_numpy(normalise(array, scale)).reshape(frames * count, 1, height, width)
+    denoiser, autoencoder = load_models(_model_dir(model, mode).resolve(), device)
+    temporal = _check_mode(mode, denoiser, frames, order)
+    settings = sampler_settings(steps, samples, order, temperature)
+    scale = intensity_scale(source)
+    std = np.zeros(out.shape, np.float32) if samples > 1 else None
+    generator = torch.Generator().manual_seed(int(seed))
     with torch.no_grad(), _autocast(device):
-        with progress.stage("encode", -(-images.shape[0] // CHUNK)) as stage:
-            latents = []
-            for part in images.split(CHUNK):
-                latents.append(autoencoder.encode(part.to(device)).float())
-                stage.advance()
-        latents = torch.cat(latents).unflatten(0, (frames, count))
-        missing = (count - 1) * (factor - 1)
-        sampled, targets = sample_missing(denoiser, latents, factor, float(spacing[2]), settings, seed, progress)
-        flat = sampled.flatten(0, 2)  # (S*T*M, C, h, w)
-        if decoding == "residual":
-            blend_latents, blend_images = linear_blends(latents, images.reshape(frames, count, height, width), factor, denoiser.neighbours)
-            flat = torch.cat([flat, blend_latents.flatten(0, 1).to(flat.device)])
-        with progress.stage("decode", -(-flat.shape[0] // CHUNK)) as stage:
-            decoded = []
-            for part in flat.split(CHUNK):
-                decoded.append(autoencoder.decode(part, (height, width)).float().cpu())
-                stage.advance()
-    decoded = torch.cat(decoded)[:, 0]
-    made = decoded[: samples * frames * missing].reshape(samples, frames, missing, height, width)
-    if decoding == "residual":
-        made = made - decoded[samples * frames * missing :].reshape(frames, missing, height, width) + blend_images
-    made = made.numpy()
-    made = denormalise(made, scale)
-    dense[:, targets] = made.mean(axis=0)
-    if samples == 1:
-        return dense, None
-    std = np.zeros_like(dense)
-    std[:, targets] = made.std(axis=0)
-    return dense, std
+        latents = encode_slices(autoencoder, source, scale, device, progress)
+        latent_pixels = latents.shape[-1] * latents.shape[-2]
+        for gaps in gap_chunks(count - 1, frames, factor, latent_pixels):
+            sampled, targets = sample_missing(denoiser, latents, factor, float(spacing[2]), settings, generator, progress,
+                                              gaps, temporal)
+            blends = linear_blends(latents, source, scale, factor, denoiser.neighbours, gaps) if decoding == "residual" else None
+            decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress)
+    return std
 
 
-def linear_blends(latents, images, factor: int, neighbours: int):
-    """(1 - a) * prev + a * next for every missing slice, of latents (T, Z, C, h, w) and images (T, Z, Y, X)."""
+def _check_mode(mode: str, denoiser, frames: int, order: str) -> bool:
+    """True for 2D+T sampling; refuse a model that does not fit the mode."""
+    temporal = is_temporal(denoiser)
+    if mode not in ("3d", "2dt"):
+        raise InputError(f"mode must be '3d' or '2dt', not {mode!r}")
+    if temporal != (mode == "2dt"):
+        want = "the 2D+T model (calid-denoiser-2dt-acdc)" if mode == "2dt" else "a 3D denoiser (calid-denoiser-acdc)"
+        raise ModelError(f"mode {mode!r} needs {want}; choose a matching model or mode")
+    if temporal and order != "parallel":
+        raise InputError("order 'autoregressive' is for 3D mode; 2D+T fills all missing slices in parallel")
+    return temporal
+
+
+def encode_slices(autoencoder, source: np.ndarray, scale: float, device: str, progress: Progress):
+    """Latents (T, Z, C, h, w) of every acquired slice, normalised one chunk at a time."""
+    import torch
+
+    frames, count, height, width = source.shape
+    flat = source.reshape(frames * count, height, width)
+    chunk = decode_chunk(height, width)
+    latents = []
+    with progress.stage("encode", -(-flat.shape[0] // chunk)) as stage:
+        for first in range(0, flat.shape[0], chunk):
+            images = torch.from_numpy(normalise(flat[first : first + chunk], scale))[:, None].to(device)
+            latents.append(autoencoder.encode(images).float())
+            stage.advance()
+    return torch.cat(latents).unflatten(0, (frames, count))
+
+
+def decode_chunk(height: int, width: int) -> int:
+    """Images per autoencoder call: CHUNK at 256 x 256, fewer for larger images (bounded activations)."""
+    return max(1, min(CHUNK, ROUND_IMAGE_PIXELS // (height * width)))
+
+
+def decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress: Progress) -> None:
+    """Decode sampled latents (S, T, M, C, h, w) and write mean (and std) over S into out[:, targets]."""
+    import torch
+
+    from calid.reconstruction import to_output_dtype
+
+    samples, frames, missing = sampled.shape[:3]
+    height, width = out.shape[-2:]
+    pairs = [(t, m) for t in range(frames) for m in range(missing)]
+    chunk = max(1, decode_chunk(height, width) // samples)
+    with progress.stage("decode", -(-len(pairs) // chunk)) as stage:
+        for first in range(0, len(pairs), chunk):
+            part = pairs[first : first + chunk]
+            ts, ms = [p[0] for p in part], [p[1] for p in part]
+            images = autoencoder.decode(sampled[:, ts, ms].flatten(0, 1), (height, width)).float().cpu()[:, 0]
+            images = images.unflatten(0, (samples, len(part)))
+            if blends is not None:
+                blend_latents, blend_images = blends
+                images = images - autoencoder.decode(blend_latents[ts, ms], (height, width)).float().cpu()[:, 0] + blend_images[ts, ms]
+            made = denormalise(images.numpy(), scale)
+            columns = [targets[m] for m in ms]
+            out[ts, columns] = to_output_dtype(made.mean(axis=0), out.dtype)
+            if std is not None:
+                std[ts, columns] = made.std(axis=0)
+            stage.advance()
+
+
+def linear_blends(latents, source: np.ndarray, scale: float, factor: int, neighbours: int, gaps: range | None = None):
+    """(1 - a) * prev + a * next for every missing slice (of ``gaps``): latents (T, M, C, h, w) and normalised images (T, M, Y, X)."""
     import torch
 
     from calid.sampling import gap_requests
 
-    contexts, fractions, _ = gap_requests(latents.shape[1], factor, neighbours)
+    contexts, fractions, _ = gap_requests(latents.shape[1], factor, neighbours, gaps)
     before = [c[neighbours - 1] for c in contexts]
     after = [c[neighbours] for c in contexts]
     weight = torch.tensor(fractions, dtype=torch.float32)
+    images = torch.from_numpy(normalise(source[:, sorted(set(before + after))], scale))
+    position = {index: i for i, index in enumerate(sorted(set(before + after)))}
 
-    def blend(values):
+    def blend(values, first, second):
         w = weight.to(values.device).view(1, -1, *([1] * (values.ndim - 2)))
-        return values[:, before] * (1 - w) + values[:, after] * w
+        return values[:, first] * (1 - w) + values[:, second] * w
 
-    return blend(latents), blend(images)
+    return (blend(latents, before, after),
+            blend(images, [position[i] for i in before], [position[i] for i in after]))

@@ -88,6 +88,15 @@ def intensity_scale(sparse: Volume) -> float:
     return value if value > 0 else 1.0
 
 
+#: Evaluation names that pin the CaLID mode: per-frame 3D vs whole-cine 2D+T on the same cines.
+MODE_VARIANTS = {"calid-3d": ("calid", "3d"), "calid-2dt": ("calid", "2dt")}
+
+
+def method_and_mode(name: str) -> tuple[str, str]:
+    """('calid', '2dt') for 'calid-2dt'; any other method runs in mode 'auto'."""
+    return MODE_VARIANTS.get(name, (name, "auto"))
+
+
 def reconstruct_options(method: str, options: dict) -> dict:
     """The options ``reconstruct`` accepts for ``method`` (diffusion settings only for diffusion)."""
     from calid.reconstruction import BASELINES, reconstruct
@@ -223,8 +232,9 @@ def evaluate_case(
             "slices": held.truth.n_slices, "trimmed": held.trimmed}
     for method in methods:
         started = time.perf_counter()
-        result = reconstruct(held.sparse, factor=keep_every, method=method, progress=progress,
-                             **reconstruct_options(method, options or {}))
+        name, mode = method_and_mode(method)
+        result = reconstruct(held.sparse, factor=keep_every, method=name, mode=mode, progress=progress,
+                             **reconstruct_options(name, options or {}))
         seconds = (time.perf_counter() - started) / len(frames)
         pred = _as_frames(result.volume.array)[:, dropped].astype(np.float32) / scale
         pred_labels = None

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from calid.calid_fill import DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL
 from calid.errors import InputError
 from calid.progress import Progress, ProgressMode, as_progress
 from calid.volume import Volume
@@ -24,15 +26,14 @@ BASELINES = ("nearest", "linear", "cubic", "registration")
 #: (the best baseline in the README's held-out-slice table).
 BEST_BASELINE = "registration"
 
-#: Name of the bundled CaLID 3D model (denoiser; it names its VAE in its config).
-DEFAULT_MODEL = "calid-denoiser-acdc"
 #: Default diffusion settings, chosen on the ACDC validation patients (see the denoiser's model
 #: card: 2 DDIM steps beat 10 in heart-box PSNR; 4 steps give the best SSIM).
 DEFAULT_STEPS = 2
 DEFAULT_SAMPLES = 1
 
-#: fill(array (T, Z, Y, X) float32, factor, spacing, progress, options) -> (dense, std or None)
-FillFunction = Callable[[np.ndarray, int, tuple, Progress, dict], tuple[np.ndarray, np.ndarray | None]]
+#: fill(source (T, Z, Y, X), out (T, dense Z, Y, X), factor, spacing, progress, options) -> std or None;
+#: writes the synthesised slices into ``out`` (the caller copies the acquired ones).
+FillFunction = Callable[[np.ndarray, np.ndarray, int, tuple, Progress, dict], np.ndarray | None]
 
 
 @dataclass(frozen=True)
@@ -75,23 +76,22 @@ def resolve_factor(volume: Volume, factor: int | None = None, spacing: float | N
 
 
 def _baseline_fill(method: str) -> FillFunction:
-    def fill(array: np.ndarray, factor: int, spacing: tuple, progress: Progress, options: dict):
+    def fill(source: np.ndarray, out: np.ndarray, factor: int, spacing: tuple, progress: Progress, options: dict):
         from calid.baselines import interpolate
 
-        frames = []
-        with progress.stage(f"interpolate ({method})", array.shape[0]) as stage:
-            for frame in array:
-                frames.append(interpolate(frame, factor, method=method, spacing=spacing))
+        with progress.stage(f"interpolate ({method})", source.shape[0]) as stage:
+            for t, frame in enumerate(source):  # one frame at a time: float32 copies stay small
+                out[t] = to_output_dtype(interpolate(frame.astype(np.float32), factor, method=method, spacing=spacing), out.dtype)
                 stage.advance()
-        return np.stack(frames), None
+        return None
 
     return fill
 
 
-def _calid_fill(array: np.ndarray, factor: int, spacing: tuple, progress: Progress, options: dict):
-    from calid.calid_fill import fill
+def _calid_fill(source: np.ndarray, out: np.ndarray, factor: int, spacing: tuple, progress: Progress, options: dict):
+    from calid.calid_fill import fill_into
 
-    return fill(array, factor, spacing, progress, **options)
+    return fill_into(source, out, factor, spacing, progress, **options)
 
 
 def _fill_function(method: str) -> FillFunction:
@@ -124,21 +124,37 @@ def resolve_method(method: str, model: str | None = None) -> tuple[str, tuple[st
     )
 
 
-def resolve_mode(mode: str, method: str, volume: Volume) -> tuple[str, tuple[str, ...]]:
-    """3D (frame by frame) or 2D+T (whole cine); only CaLID has a 2D+T model."""
+def _temporal_model(model: str | None) -> bool | None:
+    """Whether the denoiser ``model`` (default: the bundled 2D+T one) is a 2D+T model; None when it is not installed."""
+    try:
+        from calid.weights import find_model, read_config
+
+        path = Path(model) if model is not None and Path(model).is_dir() else find_model(model or DEFAULT_TEMPORAL_MODEL)
+        return read_config(path).architecture == "calid-denoiser-2dt"
+    except (ImportError, OSError, RuntimeError):
+        return None
+
+
+def resolve_mode(mode: str, method: str, volume: Volume, model: str | None = None) -> tuple[str, tuple[str, ...]]:
+    """3D (frame by frame) or 2D+T (whole cine at once, coherent in time); only CaLID has a 2D+T model.
+
+    ``auto`` takes 2D+T for a cine when the 2D+T model is installed (or ``model`` is one).
+    """
     if mode not in ("auto", "3d", "2dt"):
         raise InputError(f"mode must be 'auto', '3d' or '2dt', not {mode!r}")
+    if mode == "2dt" and not volume.is_cine:
+        raise InputError("mode '2dt' needs a cine (T frames x Z slices); this input is a single 3D stack: use mode '3d'")
+    if mode == "2dt" and method != "calid":
+        raise InputError(f"mode '2dt' is a CaLID mode; method {method!r} reconstructs every frame on its own: use mode '3d'")
+    if not volume.is_cine or method != "calid" or mode == "3d":
+        return "3d", ("cine reconstructed frame by frame (3D mode)",) if volume.is_cine and method == "calid" else ()
+    temporal = _temporal_model(model)
+    if temporal:
+        return "2dt", ()
     if mode == "2dt":
-        if not volume.is_cine:
-            raise InputError("mode '2dt' needs a cine (T frames x Z slices); this input is a single 3D stack")
-        raise InputError(
-            "mode '2dt' needs the CaLID 2D+T model, which this version does not include yet; "
-            "use mode '3d' (each frame reconstructed on its own)"
-        )
-    notes = ()
-    if volume.is_cine and method == "calid":
-        notes = ("cine reconstructed frame by frame (3D mode)",)
-    return "3d", notes
+        what = f"model {model!r} is a 3D model" if temporal is False else f"the 2D+T model {model or DEFAULT_TEMPORAL_MODEL!r} is not installed"
+        raise InputError(f"mode '2dt' needs a 2D+T CaLID model, but {what}; install it (calid models list) or use mode '3d'")
+    return "3d", ("cine reconstructed frame by frame (3D mode): no 2D+T model is installed",)
 
 
 def diffusion_options(method: str, steps: int | None, samples: int | None, seed: int | None,
@@ -165,13 +181,19 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
             "order": order}
 
 
+def output_dtype(dtype: np.dtype) -> np.dtype:
+    """The input's type, or float32 for types that cannot hold intensities (bool, complex)."""
+    dtype = np.dtype(dtype)
+    return dtype if np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) else np.dtype(np.float32)
+
+
 def to_output_dtype(dense: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Map synthesised values to the input's type (round and clip for integers)."""
     dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         return np.clip(np.rint(dense), info.min, info.max).astype(dtype)
-    return dense.astype(dtype if np.issubdtype(dtype, np.floating) else np.float32)
+    return dense.astype(output_dtype(dtype))
 
 
 def reconstruct(
@@ -203,14 +225,14 @@ def reconstruct(
     check_fits_in_memory(volume.array.shape, volume.array.dtype, factor)
     method, notes = resolve_method(method, model)
     fill = _fill_function(method)
-    mode, mode_notes = resolve_mode(mode, method, volume)
+    mode, mode_notes = resolve_mode(mode, method, volume, model)
     options = diffusion_options(method, steps, samples, seed, device, model, order)
     progress = as_progress(progress)
     started = time.perf_counter()
 
     source = volume.array if volume.is_cine else volume.array[None]
-    dense, std = fill(source.astype(np.float32), factor, volume.spacing, progress, options)
-    dense = to_output_dtype(dense, source.dtype)
+    dense = np.zeros((source.shape[0], (source.shape[1] - 1) * factor + 1, *source.shape[2:]), output_dtype(source.dtype))
+    std = fill(source, dense, factor, volume.spacing, progress, {**options, **({"mode": mode} if method == "calid" else {})})
     acquired = np.arange(volume.n_slices) * factor
     dense[:, acquired] = source  # measured data passes through untouched
     synthesized = tuple(sorted(set(range(dense.shape[1])) - set(acquired.tolist())))

@@ -38,6 +38,7 @@ ARCHITECTURES: dict[str, Callable[..., "torch.nn.Module"]] = {}
 ARCHITECTURE_MODULES: dict[str, str] = {
     "calid-vae": "calid.models.vae",
     "calid-denoiser": "calid.models.denoiser",
+    "calid-denoiser-2dt": "calid.models.temporal",
     "calid-segmenter": "calid.models.segmenter",
 }
 

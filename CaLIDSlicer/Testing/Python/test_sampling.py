@@ -119,10 +119,12 @@ def test_linear_blends_weight_the_nearest_acquired_neighbours():
     from calid.calid_fill import linear_blends
 
     latents = torch.randn(1, 3, 2, 4, 4)
-    images = torch.rand(1, 3, 8, 8)
-    blend_latents, blend_images = linear_blends(latents, images, 2, 2)
-    torch.testing.assert_close(blend_images[0, 0], (images[0, 0] + images[0, 1]) / 2)
+    images = np.random.default_rng(0).uniform(0, 1, (1, 3, 8, 8)).astype(np.float32)
+    blend_latents, blend_images = linear_blends(latents, images, 1.0, 2, 2)
+    torch.testing.assert_close(blend_images[0, 0], torch.from_numpy(images[0, 0] + images[0, 1]) / 2)
     torch.testing.assert_close(blend_latents[0, 1], (latents[0, 1] + latents[0, 2]) / 2)
+    only_last, _ = linear_blends(latents, images, 1.0, 2, 2, gaps=range(1, 2))
+    torch.testing.assert_close(only_last[0, 0], blend_latents[0, 1])
     assert calid_fill.DEFAULT_DECODING in calid_fill.DECODINGS
 
 

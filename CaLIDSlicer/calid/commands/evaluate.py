@@ -28,7 +28,8 @@ def _methods(text: str) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="data folder, image file, or 'phantom'")
     parser.add_argument("--methods", type=_methods, default=_methods(DEFAULT_METHODS),
-                        help=f"comma-separated methods (default {DEFAULT_METHODS}; 'calid' needs its model)")
+                        help=f"comma-separated methods (default {DEFAULT_METHODS}; 'calid' needs its model; "
+                             "'calid-3d' / 'calid-2dt' pin the CaLID mode on cines)")
     parser.add_argument("-k", "--keep-every", type=int, default=2, metavar="K",
                         help="keep every K-th slice and rebuild the others (default 2: 10 mm -> 20 mm -> 10 mm)")
     parser.add_argument("--split", default="test", choices=("test", "val", "train", "all"),

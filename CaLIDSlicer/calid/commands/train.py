@@ -1,4 +1,4 @@
-"""``calid train vae|denoiser``: train the CaLID networks on real short-axis stacks."""
+"""``calid train vae|denoiser|denoiser-2dt``: train the CaLID networks on real short-axis stacks and cines."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ HELP = "train the CaLID autoencoder or latent denoiser (single process or under 
 DESCRIPTION = (
     "Self-supervised training on real short-axis stacks (NIfTI 3D or 4D cine). Only patients of the "
     "'train' split (calid/splits.py) are read; 'val' patients are used for the numbers logged at "
-    "checkpoints. Checkpoints in RUN_DIR are resumable (--resume); the finished model is written to "
+    "checkpoints. denoiser-2dt fine-tunes the 3D denoiser on whole cines (4D files of the folders plus "
+    "phantom cines); --batch is then the number of clips (all frames of one slice) per step. Checkpoints in RUN_DIR are resumable (--resume); the finished model is written to "
     "RUN_DIR/model. Multi-process: torchrun --nproc-per-node N -m calid train ..."
 )
 
@@ -24,7 +25,7 @@ def _existing_dir(value: str) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", choices=("vae", "denoiser"), help="which network to train")
+    parser.add_argument("model", choices=("vae", "denoiser", "denoiser-2dt"), help="which network to train")
     parser.add_argument("--data", type=_existing_dir, action="append", required=True, help="folder of *.nii.gz stacks (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, log, final model")
     parser.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps in total (default 2000)")
@@ -36,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--freeze-encoder", action="store_true",
                         help="vae only: train the decoder alone, so latents (and a denoiser trained on them) stay valid")
     parser.add_argument("--vae", type=Path, help="denoiser only: trained autoencoder model folder (default: bundled)")
+    parser.add_argument("--init", type=Path, help="denoiser-2dt only: 3D denoiser model folder to start from (default: bundled)")
+    parser.add_argument("--tune-all", action="store_true",
+                        help="denoiser-2dt only: also fine-tune the 3D network (default: train the temporal layers alone)")
+    parser.add_argument("--phantoms", type=int, default=24, help="denoiser-2dt only: phantom cines added to training (default 24)")
     parser.add_argument("--prediction", choices=("sample", "epsilon", "v_prediction"), default="sample",
                         help="denoiser only: what the network predicts (default sample, i.e. x0)")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "calid" / "train",
@@ -57,10 +62,14 @@ def run(args: argparse.Namespace) -> int:
             from calid.train.vae_run import run_vae
 
             run_vae(args, context)
-        else:
+        elif args.model == "denoiser":
             from calid.train.denoiser_run import run_denoiser
 
             run_denoiser(args, context)
+        else:
+            from calid.train.temporal_run import run_denoiser_2dt
+
+            run_denoiser_2dt(args, context)
     finally:
         teardown(context)
     return 0

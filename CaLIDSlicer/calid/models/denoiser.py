@@ -10,7 +10,7 @@ diffusion timestep and added to its embedding in every residual block.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -70,22 +70,34 @@ class ConditionalUNet(nn.Module):
         )
         self.out = nn.Sequential(nn.GroupNorm(norm_num_groups, channels[0]), nn.SiLU(), nn.Conv2d(channels[0], out_channels, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, geometry: torch.Tensor,
+                mix: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """``mix(level, h)``, when given, runs after every down block, the middle and every up block
+        (levels 0 .. 2 * len(channels)); the 2D+T model mixes along time there."""
         from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
+
+        mix = mix or (lambda level, h: h)
 
         emb = self.time_embed(get_timestep_embedding(timesteps, self.time_features).to(x.dtype))
         emb = emb + self.geometry_embed(geometry).to(x.dtype)
         h = self.conv_in(x)
         skips = [h]
-        for block in self.down:
+        for level, block in enumerate(self.down):
             h, residuals = block(hidden_states=h, temb=emb)
             skips.extend(residuals)
-        h = self.middle(h, emb)
-        for block in self.up:
+            h = mix(level, h)
+        h = mix(len(self.down), self.middle(h, emb))
+        for level, block in enumerate(self.up, start=len(self.down) + 1):
             count = len(block.resnets)
             h = block(hidden_states=h, res_hidden_states_list=skips[-count:], temb=emb)
             skips = skips[:-count]
+            h = mix(level, h)
         return self.out(h)
+
+    def level_channels(self) -> list[int]:
+        """Feature channels at each ``mix`` level, in call order."""
+        down = [block.resnets[-1].out_channels for block in self.down]
+        return down + [down[-1]] + [block.resnets[-1].out_channels for block in self.up]
 
 
 @register_architecture("calid-denoiser")
@@ -132,8 +144,13 @@ class SliceDenoiser(nn.Module):
         context: torch.Tensor,
         fraction: torch.Tensor,
         gap_mm: torch.Tensor,
+        frames: int | None = None,
     ) -> torch.Tensor:
-        """noisy (N, C, h, w); context (N, 2 * neighbours, C, h, w) ordered along z; fraction, gap_mm (N,)."""
+        """noisy (N, C, h, w); context (N, 2 * neighbours, C, h, w) ordered along z; fraction, gap_mm (N,).
+
+        ``frames``: N holds clips of that many consecutive cine frames (clip-major); this
+        model treats every frame on its own, the 2D+T model mixes them.
+        """
         expected = (noisy.shape[0], 2 * self.neighbours, self.latent_channels, *noisy.shape[-2:])
         if tuple(context.shape) != expected:
             raise ValueError(f"context must have shape {expected}, not {tuple(context.shape)}")
@@ -142,7 +159,11 @@ class SliceDenoiser(nn.Module):
         linear = (1 - weight) * before + weight * after
         inputs, size = pad_to_multiple(torch.cat([noisy, linear, context.flatten(1, 2)], dim=1), self.multiple)
         geometry = torch.stack([fraction, gap_mm], dim=1).float()
-        return crop_to(self.unet(inputs, timesteps, geometry), size)
+        return crop_to(self.unet(inputs, timesteps, geometry, self.temporal_mix(frames, noisy.shape[0])), size)
+
+    def temporal_mix(self, frames: int | None, count: int) -> Callable[[int, torch.Tensor], torch.Tensor] | None:
+        """None: slices are independent (the 3D model)."""
+        return None
 
     def make_scheduler(self):
         """The DDIM scheduler that matches how this network was trained."""

@@ -113,11 +113,11 @@ def diffusion_batch(stacks: list[LatentStack], batch: int, crop: int, neighbours
     return target, context, fraction, gap_mm, noise, steps
 
 
-def denoiser_loss(model: torch.nn.Module, scheduler, batch, prediction_type: str) -> tuple[torch.Tensor, dict]:
+def denoiser_loss(model: torch.nn.Module, scheduler, batch, prediction_type: str, **model_kwargs) -> tuple[torch.Tensor, dict]:
     """MSE of the network's prediction (x0, noise or v) at the drawn diffusion timesteps."""
     target, context, fraction, gap_mm, noise, timesteps = batch
     noisy = scheduler.add_noise(target, noise, timesteps)
-    prediction = model(noisy, timesteps, context, fraction, gap_mm)
+    prediction = model(noisy, timesteps, context, fraction, gap_mm, **model_kwargs)
     if prediction_type == "sample":
         goal = target
     elif prediction_type == "epsilon":

@@ -1,0 +1,177 @@
+"""2D+T denoiser training data: whole cines as latents, clips of every frame of one slice.
+
+The same self-supervision as the 3D denoiser (hide acquired slices, regenerate one in
+between), but a training example is the target slice at *every* frame of the cycle,
+with its acquired neighbours at the same frames, so the temporal mixing layers learn
+how the missing slice moves. Real cines (ACDC cine, training patients only) are mixed
+with phantom cines of known anatomy and motion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from calid.preprocess import intensity_scale, normalise
+from calid.splits import Split
+from calid.train.augment import centred_crop_box
+from calid.train.data import stack_files
+from calid.train.denoiser import context_indices, training_example
+
+#: Phantom cines added to the real ones, and their seeds (evaluation phantoms use seeds 0, 1, 2, ...).
+PHANTOM_SEED_BASE = 10_000
+#: Share of training clips drawn from phantoms.
+PHANTOM_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class Cine:
+    """Normalised images (T, Z, Y, X) float16 of one cine and its slice spacing in mm."""
+
+    frames: np.ndarray
+    slice_spacing: float
+    source: str
+
+
+def read_cines(data_dirs: list[str | Path], split: Split) -> list[Cine]:
+    """Every 4D file of ``split`` patients, normalised over the whole cine like inference does."""
+    import SimpleITK as sitk
+
+    cines = []
+    for path in stack_files(data_dirs, split):
+        image = sitk.ReadImage(str(path))
+        if image.GetDimension() != 4:
+            continue
+        array = sitk.GetArrayFromImage(image).astype(np.float32)
+        cines.append(Cine(normalise(array, intensity_scale(array)).astype(np.float16), float(image.GetSpacing()[2]), path.name))
+    return cines
+
+
+def phantom_cines(count: int, size: int = 128, seed_base: int = PHANTOM_SEED_BASE) -> list[Cine]:
+    """Phantom cines with drawn ejection fraction, rate, noise and obliquity (seeds apart from evaluation's)."""
+    from calid.phantom import make_phantom
+
+    cines = []
+    for index in range(count):
+        rng = np.random.default_rng(seed_base + index)
+        phantom = make_phantom(seed=seed_base + index, n_frames=int(rng.integers(16, 31)), n_slices=int(rng.integers(8, 14)),
+                               size=(size, size), ejection_fraction=float(rng.uniform(0.25, 0.7)),
+                               heart_rate=float(rng.uniform(50, 100)), noise=float(rng.uniform(0.01, 0.05)),
+                               oblique=bool(rng.integers(2)))
+        array = phantom.image.array.astype(np.float32)
+        cines.append(Cine(normalise(array, intensity_scale(array)).astype(np.float16),
+                          phantom.image.slice_spacing, f"phantom{seed_base + index}"))
+    return cines
+
+
+@dataclass(frozen=True)
+class LatentCine:
+    latents: np.ndarray  # (T, Z, C, h, w) float16
+    slice_spacing: float
+    source: str
+
+
+@torch.no_grad()
+def encode_cines(autoencoder: torch.nn.Module, cines: list[Cine], chunk: int = 32) -> list[LatentCine]:
+    encoded = []
+    for cine in cines:
+        frames, count = cine.frames.shape[:2]
+        images = torch.from_numpy(cine.frames.astype(np.float32)).flatten(0, 1)[:, None]
+        latents = torch.cat([autoencoder.encode(part) for part in images.split(chunk)])
+        encoded.append(LatentCine(latents.unflatten(0, (frames, count)).numpy().astype(np.float16), cine.slice_spacing, cine.source))
+    return encoded
+
+
+def save_cines(path: Path, cines: list[LatentCine]) -> None:
+    arrays = {f"c{i:05d}": c.latents for i, c in enumerate(cines)}
+    arrays["spacing"] = np.array([c.slice_spacing for c in cines], dtype=np.float32)
+    arrays["source"] = np.array([c.source for c in cines])
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez(temporary, **arrays)
+    temporary.replace(path)
+
+
+def load_cines(path: Path) -> list[LatentCine]:
+    with np.load(path) as data:
+        spacing, source = data["spacing"], data["source"]
+        return [LatentCine(data[f"c{i:05d}"], float(spacing[i]), str(source[i])) for i in range(len(spacing))]
+
+
+def _pick_cine(cines: list[LatentCine], generator: torch.Generator) -> LatentCine:
+    phantoms = [c for c in cines if c.source.startswith("phantom")]
+    real = [c for c in cines if not c.source.startswith("phantom")]
+    pool = phantoms if phantoms and (not real or float(torch.rand(1, generator=generator)) < PHANTOM_SHARE) else real
+    return pool[int(torch.randint(len(pool), (1,), generator=generator))]
+
+
+def _frame_order(frames: int, generator: torch.Generator) -> list[int]:
+    """All frames, or every second one from a random phase when that still closes the cycle evenly."""
+    if frames >= 20 and frames % 2 == 0 and float(torch.rand(1, generator=generator)) < 0.5:
+        phase = int(torch.randint(2, (1,), generator=generator))
+        return list(range(phase, frames, 2))
+    return list(range(frames))
+
+
+def clip_batch(cines: list[LatentCine], clips: int, crop: int, neighbours: int, generator: torch.Generator):
+    """``clips`` clips of one cine (different slices and crops), clip-major: (clips * T, ...) tensors and T."""
+    cine = _pick_cine(cines, generator)
+    order = _frame_order(cine.latents.shape[0], generator)
+    count, _, height, width = cine.latents.shape[1:]
+    targets, contexts, fractions, gaps = [], [], [], []
+    for _ in range(clips):
+        first, target, gap = training_example(count, generator)
+        size = min(crop, height, width)
+        top, left = centred_crop_box(height, width, size, generator)
+        window = torch.from_numpy(cine.latents[order][..., top : top + size, left : left + size].astype(np.float32))
+        if size < crop:
+            window = torch.nn.functional.pad(window.flatten(0, 1), (0, crop - size, 0, crop - size), mode="replicate")
+            window = window.unflatten(0, (len(order), count))
+        targets.append(window[:, target])
+        contexts.append(window[:, context_indices(first, gap, count, neighbours)])
+        fractions += [(target - first) / gap] * len(order)
+        gaps += [gap * cine.slice_spacing] * len(order)
+    return torch.cat(targets), torch.cat(contexts), torch.tensor(fractions), torch.tensor(gaps), len(order)
+
+
+def temporal_batch(cines: list[LatentCine], clips: int, crop: int, neighbours: int, timesteps: int, generator: torch.Generator):
+    """A clip batch plus noise (independent per frame) and one timestep per clip, shared by its frames."""
+    target, context, fraction, gap_mm, frames = clip_batch(cines, clips, crop, neighbours, generator)
+    noise = torch.randn(target.shape, generator=generator)
+    steps = torch.randint(0, timesteps, (clips,), generator=generator).repeat_interleave(frames)
+    return target, context, fraction, gap_mm, noise, steps, frames
+
+
+def temporal_difference_error(sampled: torch.Tensor, target: torch.Tensor, frames: int) -> float:
+    """Mean squared error of frame-to-frame changes (wrap-around), on clip-major latents."""
+    return float(((_frame_changes(sampled, frames) - _frame_changes(target, frames)) ** 2).mean())
+
+
+def _frame_changes(x: torch.Tensor, frames: int) -> torch.Tensor:
+    clips = x.unflatten(0, (-1, frames))
+    return clips.roll(-1, dims=1) - clips
+
+
+def trajectory_loss(model: torch.nn.Module, scheduler, batch) -> tuple[torch.Tensor, dict]:
+    """Error of the x0 estimate at every step of the deterministic sampler, on the inputs it really sees.
+
+    Inference starts from zeros (temperature 0) and takes few DDIM steps, inputs that
+    noise-level training never shows; the temporal layers are trained on exactly that
+    trajectory instead: x0 error plus error of its frame-to-frame changes, each step fed
+    the (detached) result of the step before.
+    """
+    target, context, fraction, gap_mm, _noise, _timesteps, frames = batch
+    latents = torch.zeros_like(target)
+    total = target.new_zeros(())
+    for timestep in scheduler.timesteps:
+        steps = torch.full((target.shape[0],), int(timestep), dtype=torch.long, device=target.device)
+        estimate = model(latents, steps, context, fraction, gap_mm, frames=frames)
+        total = total + nn_mse(estimate, target) + nn_mse(_frame_changes(estimate, frames), _frame_changes(target, frames))
+        latents, _ = scheduler.step(estimate.detach(), int(timestep), latents, eta=0.0)
+    return total / len(scheduler.timesteps), {}
+
+
+def nn_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.mse_loss(a, b)

@@ -23,7 +23,7 @@ from calid.pixel_diffusion import METHOD as PIXEL_METHOD
 from calid.pixel_diffusion import NOTE as PIXEL_NOTE
 
 #: Methods that take the diffusion sampler's steps.
-DIFFUSION_METHODS = ("calid", PIXEL_METHOD)
+DIFFUSION_METHODS = ("calid", "calid-3d", "calid-2dt", PIXEL_METHOD)
 #: name -> (phantom parameters, factor): the cases the issue tracker names.
 CASES = {
     "3d": ({"n_slices": 10, "n_frames": 1, "as_3d": True}, 4),
@@ -75,7 +75,7 @@ def _cuda(device: str):
 def _one_run(source: Path, target: Path, factor: int, method: str, device: str, extra: dict) -> dict[str, float]:
     from calid.io import read, write
     from calid.progress import Progress
-    from calid.reconstruction import reconstruct
+    from calid.reconstruction import method_and_mode, reconstruct
 
     times: dict[str, float] = {}
     start = time.perf_counter()
@@ -88,8 +88,9 @@ def _one_run(source: Path, target: Path, factor: int, method: str, device: str, 
 
         dense = reconstruct_pixels(volume, factor, progress, device=device, **extra)
     else:
-        kwargs = {"device": device, **extra} if method == "calid" else {}
-        dense = reconstruct(volume, factor=factor, method=method, progress=progress, **kwargs).volume
+        name, mode = method_and_mode(method)
+        kwargs = {"device": device, **extra} if name == "calid" else {}
+        dense = reconstruct(volume, factor=factor, method=name, mode=mode, progress=progress, **kwargs).volume
     cuda = _cuda(device)
     if cuda is not None:
         cuda.synchronize()

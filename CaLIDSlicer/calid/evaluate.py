@@ -88,15 +88,6 @@ def intensity_scale(sparse: Volume) -> float:
     return value if value > 0 else 1.0
 
 
-#: Evaluation names that pin the CaLID mode: per-frame 3D vs whole-cine 2D+T on the same cines.
-MODE_VARIANTS = {"calid-3d": ("calid", "3d"), "calid-2dt": ("calid", "2dt")}
-
-
-def method_and_mode(name: str) -> tuple[str, str]:
-    """('calid', '2dt') for 'calid-2dt'; any other method runs in mode 'auto'."""
-    return MODE_VARIANTS.get(name, (name, "auto"))
-
-
 def reconstruct_options(method: str, options: dict) -> dict:
     """The options ``reconstruct`` accepts for ``method`` (diffusion settings only for diffusion)."""
     from calid.reconstruction import BASELINES, reconstruct
@@ -211,7 +202,7 @@ def evaluate_case(
     progress: Progress | None = None,
 ) -> Evaluation:
     """Rows for one case and every method (see the module docstring for the protocol)."""
-    from calid.reconstruction import reconstruct
+    from calid.reconstruction import method_and_mode, reconstruct
 
     progress = as_progress(progress)
     case = loaded.case

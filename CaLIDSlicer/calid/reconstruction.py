@@ -102,6 +102,15 @@ def _fill_function(method: str) -> FillFunction:
     raise InputError(f"method must be one of {', '.join(('auto', 'calid', *BASELINES))}, not {method!r}")
 
 
+#: Method names that pin the CaLID mode (evaluation and bench): per-frame 3D vs whole-cine 2D+T.
+MODE_VARIANTS = {"calid-3d": ("calid", "3d"), "calid-2dt": ("calid", "2dt")}
+
+
+def method_and_mode(name: str) -> tuple[str, str]:
+    """('calid', '2dt') for 'calid-2dt'; any other method runs in mode 'auto'."""
+    return MODE_VARIANTS.get(name, (name, "auto"))
+
+
 def calid_model_available(model: str | None = None) -> bool:
     """True when the CaLID model can be found locally (no download is attempted)."""
     try:

@@ -166,3 +166,28 @@ def test_intensity_scale_of_a_huge_array_uses_an_even_sample(monkeypatch):
     exact = preprocess.intensity_scale(values)
     monkeypatch.setattr(preprocess, "SCALE_SAMPLE_VOXELS", 20_000)
     assert preprocess.intensity_scale(values) == pytest.approx(exact, rel=0.03)
+
+
+def test_train_command_tunes_only_the_temporal_layers(tmp_path, models):
+    import SimpleITK as sitk
+
+    from calid.cli import main
+    from calid.weights import load_model
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("patient001_4d.nii.gz", "patient013_4d.nii.gz", "patient002_ED.nii.gz"):  # train cine, val cine, a 3D file
+        shape = (6, 5, 20, 24) if "4d" in name else (5, 20, 24)
+        image = sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 900, shape).astype(np.int16))
+        sitk.WriteImage(image, str(data / name))
+    out = tmp_path / "run"
+    code = main(["train", "denoiser-2dt", "--data", str(data), "--out", str(out), "--steps", "3", "--batch", "2",
+                 "--crop", "16", "--lr", "1e-2", "--phantoms", "1", "--vae", str(models["3d"].parent / "tiny-vae"),
+                 "--init", str(models["3d"]), "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    tuned, config = load_model(out / "model")
+    start, _ = load_model(models["3d"])
+    assert config.architecture == "calid-denoiser-2dt" and config.extra["initialised_from"] == "tiny-3d"
+    for name, value in start.state_dict().items():
+        torch.testing.assert_close(tuned.state_dict()[name], value, rtol=0, atol=0)
+    assert any(mixer.second.weight.abs().max() > 0 for mixer in tuned.mixers)

@@ -231,7 +231,7 @@ def reconstruct(
 
     validate_volume(volume)
     factor = resolve_factor(volume, factor, spacing)
-    check_fits_in_memory(volume.array.shape, volume.array.dtype, factor)
+    check_fits_in_memory(volume.array.shape, volume.array.dtype, factor, samples=samples or 1)
     method, notes = resolve_method(method, model)
     fill = _fill_function(method)
     mode, mode_notes = resolve_mode(mode, method, volume, model)

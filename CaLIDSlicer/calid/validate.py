@@ -104,19 +104,26 @@ def available_memory_bytes() -> int | None:
     return None
 
 
-def estimate_bytes(shape, dtype, factor: int) -> int:
-    """Bytes for the dense output plus two float32 working copies of it."""
+def estimate_bytes(shape, dtype, factor: int, samples: int = 1) -> int:
+    """Bytes a reconstruction adds to its input (the networks' own working set is bounded apart).
+
+    The dense output in the input's type; the latents of the acquired slices (4 float32
+    channels at 1/16 of the pixels: 1 byte per acquired voxel); two float32 frames of the
+    dense grid (a baseline's working copies); with ``samples > 1`` the float32 uncertainty map.
+    """
     shape = tuple(int(s) for s in shape)
     z_axis = len(shape) - 3
     dense = list(shape)
     dense[z_axis] = (shape[z_axis] - 1) * int(factor) + 1
     voxels = int(np.prod(dense))
-    return voxels * np.dtype(dtype).itemsize + 2 * voxels * 4
+    frame = int(np.prod(dense[z_axis:]))
+    uncertainty = 4 * voxels if samples > 1 else 0
+    return voxels * np.dtype(dtype).itemsize + int(np.prod(shape)) + 2 * 4 * frame + uncertainty
 
 
-def check_fits_in_memory(shape, dtype, factor: int, available: int | None = None) -> int:
+def check_fits_in_memory(shape, dtype, factor: int, available: int | None = None, samples: int = 1) -> int:
     """Refuse a reconstruction that would not fit in RAM; returns the estimated bytes."""
-    needed = estimate_bytes(shape, dtype, factor)
+    needed = estimate_bytes(shape, dtype, factor, samples)
     if available is None:
         available = available_memory_bytes()
     if available is not None and needed > available:

@@ -187,3 +187,14 @@ def test_cli_refuses_bad_arguments_and_writes_nothing(tmp_path, capsys, extra, m
     assert main(["phantom", "-o", str(tmp_path / "out.nii.gz"), "--size", "32", *extra]) == 2
     assert message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_phantom_command_can_store_int16_like_a_scanner(tmp_path):
+    from calid.cli import main
+    from calid.io import read
+
+    out = tmp_path / "cine.nii.gz"
+    assert main(["phantom", "-o", str(out), "--slices", "3", "--frames", "2", "--size", "32", "--int16"]) == 0
+    volume = read(out)
+    assert volume.array.dtype == np.int16 and volume.array.shape == (2, 3, 32, 32)
+    assert 500 < np.percentile(volume.array, 99.5) < 3000

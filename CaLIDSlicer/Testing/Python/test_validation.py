@@ -86,20 +86,22 @@ def test_drift_off_the_normal_says_how_far():
         check_slice_positions(positions, normal, 10.0)
 
 
-def test_memory_estimate_counts_dense_output_and_float32_copies():
-    # 2 frames x (4 - 1) * 3 + 1 = 10 slices x 8 x 8, int16 output + 2 float32 copies
-    voxels = 2 * 10 * 8 * 8
-    assert estimate_bytes((2, 4, 8, 8), np.int16, 3) == voxels * (2 + 8)
+def test_memory_estimate_counts_output_latents_working_frames_and_uncertainty():
+    # 2 frames x (4 - 1) * 3 + 1 = 10 slices x 8 x 8 int16 output, 1 byte of latents per acquired voxel,
+    # two float32 frames of the dense grid; several samples add a float32 uncertainty map
+    voxels, acquired, frame = 2 * 10 * 8 * 8, 2 * 4 * 8 * 8, 10 * 8 * 8
+    assert estimate_bytes((2, 4, 8, 8), np.int16, 3) == voxels * 2 + acquired + 2 * 4 * frame
+    assert estimate_bytes((2, 4, 8, 8), np.int16, 3, samples=4) == voxels * 6 + acquired + 2 * 4 * frame
 
 
 def test_memory_check_refuses_with_numbers_and_remedies():
-    # 30 frames x 45 dense slices x 256 x 256 x (4 + 2 * 4) bytes = 0.99 GiB
-    with pytest.raises(InputError, match=r"needs ~1\.0 GiB, 0\.5 GiB available; use a smaller factor, reconstruct fewer frames at a time, or crop"):
-        check_fits_in_memory((30, 12, 256, 256), np.float32, 4, available=GIB // 2)
+    # 30 frames x 45 dense slices x 256 x 256 float32 = 0.33 GiB, + latents and working frames = 0.37 GiB
+    with pytest.raises(InputError, match=r"needs ~0\.4 GiB, 0\.2 GiB available; use a smaller factor, reconstruct fewer frames at a time, or crop"):
+        check_fits_in_memory((30, 12, 256, 256), np.float32, 4, available=GIB // 4)
 
 
 def test_memory_check_passes_when_it_fits():
-    assert check_fits_in_memory((4, 8, 8), np.float32, 2, available=GIB) == 7 * 8 * 8 * 12
+    assert check_fits_in_memory((4, 8, 8), np.float32, 2, available=GIB) == 7 * 8 * 8 * 4 + 4 * 8 * 8 + 2 * 4 * 7 * 8 * 8
 
 
 def test_memory_check_reads_available_memory_on_linux():

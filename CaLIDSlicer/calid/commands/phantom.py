@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", type=float, default=0.03, help="noise level, blood = 1 (default 0.03)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--oblique", action="store_true", help="double-oblique slice orientation")
+    parser.add_argument("--int16", action="store_true",
+                        help="store int16 (blood about 1000) as scanners do, instead of float32")
     parser.add_argument("--labels", type=Path, metavar="LABELFILE",
                         help="also write the labels (1 RV, 2 LV myocardium, 3 LV; .seg.nrrd or a labelmap)")
     parser.add_argument("--3d", dest="as_3d", action="store_true", help="one end-diastolic 3D stack")
@@ -55,7 +57,12 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, as_3d=args.as_3d,
     )
     phantom = make_phantom(params)
-    written = [write(phantom.image, args.output)]
+    image = phantom.image
+    if args.int16:  # scanner-like storage: blood about 1000
+        import numpy as np
+
+        image = image.replace(array=np.clip(np.rint(image.array * 1000), 0, 32767).astype(np.int16))
+    written = [write(image, args.output)]
     if args.labels is not None:
         written.append(write_segmentation(phantom.labels, args.labels))
     shape = "x".join(str(n) for n in phantom.image.array.shape)

@@ -44,6 +44,7 @@ class ReconstructionResult:
     method: str
     factor: int
     uncertainty: Volume | None = None
+    mode: str = "3d"  # "2dt": a cine made with the 2D+T model, all frames at once
     seed: int | None = None
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -260,6 +261,7 @@ def reconstruct(
         method=method,
         factor=factor,
         uncertainty=uncertainty,
+        mode=mode,
         seed=seed,
         seconds=time.perf_counter() - started,
         stage_seconds=dict(progress.stage_seconds),

@@ -40,6 +40,7 @@ def report_dict(result: ReconstructionResult, source: Path | None = None, output
         "input": str(source) if source else None,
         "output": str(output) if output else None,
         "method": result.method,
+        "mode": result.mode,
         "factor": result.factor,
         "seed": result.seed,
         "acquired_slices": list(dense.acquired),

@@ -134,7 +134,7 @@ def test_reconstruct_picks_2dt_for_a_cine_when_the_model_is_2dt(models, oblique_
     from calid.reconstruction import reconstruct, resolve_mode
 
     result = reconstruct(oblique_cine, factor=2, method="calid", model=str(models["2dt"]), steps=2, device="cpu")
-    assert not any("frame by frame" in note for note in result.notes)
+    assert result.mode == "2dt" and not any("frame by frame" in note for note in result.notes)
     assert result.volume.array.shape == (4, 9, 16, 18) and result.volume.synthesized == (1, 3, 5, 7)
     np.testing.assert_array_equal(result.volume.array[:, ::2], oblique_cine.array)
     assert resolve_mode("auto", "calid", oblique_cine, str(models["3d"]))[0] == "3d"

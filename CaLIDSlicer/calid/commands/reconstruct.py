@@ -150,7 +150,8 @@ def run_cohort_command(args: argparse.Namespace) -> int:
 def _announce(args: argparse.Namespace, result, report: Path) -> None:
     import json
 
-    lines = [f"wrote {args.output} ({result.method}, x{result.factor}, "
+    mode = ", 2D+T" if result.mode == "2dt" else ""
+    lines = [f"wrote {args.output} ({result.method}{mode}, x{result.factor}, "
              f"{len(result.synthesized)} synthesised slices, {result.seconds:.1f} s)", f"report: {report}"]
     lines += [f"note: {note}" for note in result.notes]
     if args.progress == "json":

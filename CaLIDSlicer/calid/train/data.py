@@ -90,3 +90,20 @@ def cached_stacks(data_dirs: list[str], split: Split, cache_dir: Path) -> list[S
     if not cache_file.is_file():
         build_cache(data_dirs, split, cache_file)
     return load_cache(cache_file)
+
+
+def save_array_list(path: Path, arrays: list[np.ndarray], spacings: list[float], sources: list[str]) -> None:
+    """Arrays with their slice spacing and source name in one ``.npz``, written atomically."""
+    contents = {f"a{i:05d}": array for i, array in enumerate(arrays)}
+    contents["spacing"] = np.array(spacings, dtype=np.float32)
+    contents["source"] = np.array(sources)
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez(temporary, **contents)
+    temporary.replace(path)
+
+
+def load_array_list(path: Path) -> list[tuple[np.ndarray, float, str]]:
+    """(array, slice spacing, source) as saved by :func:`save_array_list`."""
+    with np.load(path) as data:
+        spacing, source = data["spacing"], data["source"]
+        return [(data[f"a{i:05d}"], float(spacing[i]), str(source[i])) for i in range(len(spacing))]

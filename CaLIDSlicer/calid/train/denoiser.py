@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from calid.train.augment import centred_crop_box
-from calid.train.data import Stack
+from calid.train.data import Stack, load_array_list, save_array_list
 
 #: Acquired gaps (in slices of the dense stack) and how often each is drawn; 2 is the held-out-slice case.
 GAPS = (2, 3, 4)
@@ -42,18 +42,11 @@ def encode_stacks(autoencoder: torch.nn.Module, stacks: list[Stack], chunk: int 
 
 
 def save_latents(path: Path, stacks: list[LatentStack]) -> None:
-    arrays = {f"s{i:05d}": s.latents for i, s in enumerate(stacks)}
-    arrays["spacing"] = np.array([s.slice_spacing for s in stacks], dtype=np.float32)
-    arrays["source"] = np.array([s.source for s in stacks])
-    temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, **arrays)
-    temporary.replace(path)
+    save_array_list(path, [s.latents for s in stacks], [s.slice_spacing for s in stacks], [s.source for s in stacks])
 
 
 def load_latents(path: Path) -> list[LatentStack]:
-    with np.load(path) as data:
-        spacing, source = data["spacing"], data["source"]
-        return [LatentStack(data[f"s{i:05d}"], float(spacing[i]), str(source[i])) for i in range(len(spacing))]
+    return [LatentStack(*item) for item in load_array_list(path)]
 
 
 def training_example(count: int, generator: torch.Generator) -> tuple[int, int, int] | None:

@@ -30,7 +30,7 @@ def cached_latents(args: argparse.Namespace, split: str, context: DistributedCon
 
     vae_dir = autoencoder_dir(args)
     key = sha256_of(vae_dir / WEIGHTS_FILE)[:12]
-    path = Path(args.cache_dir) / f"latents-{split}-{key}.npz"
+    path = Path(args.cache_dir) / f"latents-v2-{split}-{key}.npz"
     if context.is_main and not path.is_file():
         autoencoder, _ = load_model(vae_dir)
         stacks = cached_stacks([str(d) for d in args.data], split, args.cache_dir)

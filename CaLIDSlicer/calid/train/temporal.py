@@ -18,7 +18,7 @@ import torch
 from calid.preprocess import intensity_scale, normalise
 from calid.splits import Split
 from calid.train.augment import centred_crop_box
-from calid.train.data import stack_files
+from calid.train.data import load_array_list, save_array_list, stack_files
 from calid.train.denoiser import context_indices, training_example
 
 #: Phantom cines added to the real ones, and their seeds (evaluation phantoms use seeds 0, 1, 2, ...).
@@ -86,18 +86,11 @@ def encode_cines(autoencoder: torch.nn.Module, cines: list[Cine], chunk: int = 3
 
 
 def save_cines(path: Path, cines: list[LatentCine]) -> None:
-    arrays = {f"c{i:05d}": c.latents for i, c in enumerate(cines)}
-    arrays["spacing"] = np.array([c.slice_spacing for c in cines], dtype=np.float32)
-    arrays["source"] = np.array([c.source for c in cines])
-    temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, **arrays)
-    temporary.replace(path)
+    save_array_list(path, [c.latents for c in cines], [c.slice_spacing for c in cines], [c.source for c in cines])
 
 
 def load_cines(path: Path) -> list[LatentCine]:
-    with np.load(path) as data:
-        spacing, source = data["spacing"], data["source"]
-        return [LatentCine(data[f"c{i:05d}"], float(spacing[i]), str(source[i])) for i in range(len(spacing))]
+    return [LatentCine(*item) for item in load_array_list(path)]
 
 
 def _pick_cine(cines: list[LatentCine], generator: torch.Generator) -> LatentCine:

@@ -35,7 +35,7 @@ def cached_cines(args: argparse.Namespace, split: str, context: DistributedConte
     phantoms = args.phantoms if split == "train" else max(2, args.phantoms // 8)
     folders = json.dumps([str(Path(d).resolve()) for d in args.data] + [phantoms])
     key = sha256_of(vae_dir / WEIGHTS_FILE)[:12] + "-" + hashlib.sha256(folders.encode()).hexdigest()[:8]
-    path = Path(args.cache_dir) / f"cines-{split}-{key}.npz"
+    path = Path(args.cache_dir) / f"cines-v2-{split}-{key}.npz"
     if context.is_main and not path.is_file():
         autoencoder, _ = load_model(vae_dir)
         seed_base = None if split == "train" else VAL_PHANTOM_SEEDS

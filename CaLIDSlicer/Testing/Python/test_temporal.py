@@ -82,6 +82,15 @@ def test_mixing_reaches_neighbouring_frames_around_the_cycle_but_not_other_clips
     assert torch.all(moved[4:] == 0)  # the other clip never sees it
 
 
+def test_mixing_leaves_a_clip_that_does_not_move_as_the_3d_model_makes_it(slice_model):
+    """Frames that are all alike (static tissue, empty background) get no offset from the mixers."""
+    model = _temporal_from(slice_model, True)
+    noisy, steps, context, fraction, gap = _inputs(1)
+    still = [x.repeat(5, *([1] * (x.ndim - 1))) for x in (noisy, steps, context, fraction, gap)]
+    with torch.no_grad():
+        torch.testing.assert_close(model(*still, frames=5), slice_model(*still), rtol=1e-4, atol=1e-5)
+
+
 def test_temporal_model_refuses_batches_that_are_not_whole_clips(slice_model):
     model = _temporal_from(slice_model, True)
     with pytest.raises(ValueError, match="clips of 4 frames"):

@@ -20,7 +20,13 @@ from calid.weights import register_architecture
 
 
 class TemporalMix(nn.Module):
-    """h + conv_t(silu(conv_t(silu(norm(h))))) over (clip, C, T, y, x); the last conv starts at zero."""
+    """h + m - mean_t(m), m = conv_t(silu(conv_t(silu(norm(h))))) over (clip, C, T, y, x).
+
+    The last convolution starts at zero. Removing the mean over the cycle means the layer
+    only moves features between frames: where nothing moves (static tissue, the zero
+    background outside a scanner's field of view) the 3D model's result is kept exactly,
+    so the layer cannot add an intensity offset the 3D model did not make.
+    """
 
     def __init__(self, channels: int, norm_num_groups: int, kernel: int = 3) -> None:
         super().__init__()
@@ -37,6 +43,7 @@ class TemporalMix(nn.Module):
         count, channels, height, width = h.shape
         clips = h.reshape(count // frames, frames, channels, height, width).transpose(1, 2)
         mixed = self.second(nn.functional.silu(self.first(nn.functional.silu(self.norm(clips)))))
+        mixed = mixed - mixed.mean(dim=2, keepdim=True)
         return h + mixed.transpose(1, 2).reshape(count, channels, height, width)
 
 

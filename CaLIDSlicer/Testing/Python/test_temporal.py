@@ -200,3 +200,18 @@ def test_train_command_tunes_only_the_temporal_layers(tmp_path, models):
     for name, value in start.state_dict().items():
         torch.testing.assert_close(tuned.state_dict()[name], value, rtol=0, atol=0)
     assert any(mixer.second.weight.abs().max() > 0 for mixer in tuned.mixers)
+
+
+def test_bundled_2dt_model_makes_cines_by_default():
+    from calid.phantom import make_phantom
+    from calid.reconstruction import calid_model_available, reconstruct
+
+    if not calid_model_available("calid-denoiser-2dt-acdc"):
+        pytest.skip("the bundled 2D+T model is not installed")
+    cine = make_phantom(n_slices=4, n_frames=5, size=(48, 48), pixel_spacing=4.0, seed=3).image
+    result = reconstruct(cine, factor=2)
+    assert (result.method, result.mode) == ("calid", "2dt")
+    np.testing.assert_array_equal(result.volume.array[:, ::2], cine.array)
+    assert np.isfinite(result.volume.array).all() and result.volume.synthesized == (1, 3, 5)
+    single = reconstruct(cine.replace(array=cine.array[0], frame_times=None), factor=2)
+    assert single.mode == "3d"

@@ -171,7 +171,7 @@ def fill_into(
         return None
     device = resolve_device(device)
     denoiser, autoencoder = load_models(_model_dir(model, mode).resolve(), device)
-    temporal = _check_mode(mode, denoiser, frames, order)
+    temporal = _check_mode(mode, denoiser, order)
     settings = sampler_settings(steps, samples, order, temperature)
     scale = intensity_scale(source)
     std = np.zeros(out.shape, np.float32) if samples > 1 else None
@@ -187,7 +187,7 @@ def fill_into(
     return std
 
 
-def _check_mode(mode: str, denoiser, frames: int, order: str) -> bool:
+def _check_mode(mode: str, denoiser, order: str) -> bool:
     """True for 2D+T sampling; refuse a model that does not fit the mode."""
     temporal = is_temporal(denoiser)
     if mode not in ("3d", "2dt"):

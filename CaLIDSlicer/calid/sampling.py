@@ -142,9 +142,7 @@ def fill_latents(
         gaps_mm = torch.full_like(fraction, float(gap_mm))
         latents = sample_latents(denoiser, context, fraction, gaps_mm, settings, generator, on_chunk)
         return latents.unflatten(1, (batch, len(targets))), targets
-    first = gaps.start if gaps is not None else 0
-    last = gaps.stop if gaps is not None else count - 1
-    return _autoregressive(denoiser, acquired, factor, gap_mm, settings, generator, on_chunk, range(first, last)), targets
+    return _autoregressive(denoiser, acquired, factor, gap_mm, settings, generator, on_chunk, gaps), targets
 
 
 def _temporal(denoiser, acquired, contexts, fractions, gap_mm, settings, generator, on_chunk) -> torch.Tensor:

@@ -120,13 +120,14 @@ def test_2dt_with_zero_mixers_equals_3d_frame_by_frame(models):
     np.testing.assert_array_equal(mixed[:, ::2], _cine())
 
 
-@pytest.mark.parametrize("name, mode", [("3d", "3d"), ("2dt", "2dt")])
-def test_rounds_of_a_few_gaps_give_the_same_volume(models, monkeypatch, name, mode):
-    kwargs = {"steps": 2, "seed": 0, "device": "cpu", "model": models[name], "mode": mode}
-    whole, _ = fill(_cine(3, 5), 2, (1.5, 1.5, 10.0), Progress("none"), **kwargs)
+@pytest.mark.parametrize("name, mode, order", [("3d", "3d", "parallel"), ("3d", "3d", "autoregressive"),
+                                               ("2dt", "2dt", "parallel")])
+def test_rounds_of_a_few_gaps_give_the_same_volume(models, monkeypatch, name, mode, order):
+    kwargs = {"steps": 2, "seed": 0, "device": "cpu", "model": models[name], "mode": mode, "order": order}
+    whole, _ = fill(_cine(3, 5), 3, (1.5, 1.5, 10.0), Progress("none"), **kwargs)
     monkeypatch.setattr(calid_fill, "ROUND_LATENT_PIXELS", 1)  # one gap per round
     progress = Progress("none")
-    rounds, _ = fill(_cine(3, 5), 2, (1.5, 1.5, 10.0), progress, **kwargs)
+    rounds, _ = fill(_cine(3, 5), 3, (1.5, 1.5, 10.0), progress, **kwargs)
     np.testing.assert_allclose(rounds, whole, rtol=1e-4, atol=1e-2)  # batch size changes float rounding only
 
 

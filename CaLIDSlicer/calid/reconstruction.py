@@ -168,7 +168,7 @@ def resolve_mode(mode: str, method: str, volume: Volume, model: str | None = Non
 
 
 def diffusion_options(method: str, steps: int | None, samples: int | None, seed: int | None,
-                      device: str, model: str | None, order: str | None = None) -> dict:
+                      device: str, model: str | None, order: str | None = None, mode: str = "3d") -> dict:
     """Options for the diffusion sampler; refuse them for methods that would ignore them."""
     if method != "calid":
         given = [name for name, value in (("steps", steps), ("samples", samples), ("order", order))
@@ -188,7 +188,7 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
     if order not in ("parallel", "autoregressive"):
         raise InputError(f"order must be 'parallel' or 'autoregressive', not {order!r}")
     return {"steps": int(steps), "samples": int(samples), "seed": seed or 0, "device": device, "model": model,
-            "order": order}
+            "order": order, "mode": mode}
 
 
 def output_dtype(dtype: np.dtype) -> np.dtype:
@@ -236,13 +236,13 @@ def reconstruct(
     method, notes = resolve_method(method, model)
     fill = _fill_function(method)
     mode, mode_notes = resolve_mode(mode, method, volume, model)
-    options = diffusion_options(method, steps, samples, seed, device, model, order)
+    options = diffusion_options(method, steps, samples, seed, device, model, order, mode)
     progress = as_progress(progress)
     started = time.perf_counter()
 
     source = volume.array if volume.is_cine else volume.array[None]
     dense = np.zeros((source.shape[0], (source.shape[1] - 1) * factor + 1, *source.shape[2:]), output_dtype(source.dtype))
-    std = fill(source, dense, factor, volume.spacing, progress, {**options, **({"mode": mode} if method == "calid" else {})})
+    std = fill(source, dense, factor, volume.spacing, progress, options)
     acquired = np.arange(volume.n_slices) * factor
     dense[:, acquired] = source  # measured data passes through untouched
     synthesized = tuple(sorted(set(range(dense.shape[1])) - set(acquired.tolist())))

@@ -31,13 +31,17 @@ class LatentStack:
 
 
 @torch.no_grad()
+def encode_images(autoencoder: torch.nn.Module, slices: np.ndarray, chunk: int = 16) -> np.ndarray:
+    """Latents (N, C, h, w) float16 of normalised slices (N, Y, X), through the frozen encoder in chunks."""
+    images = torch.from_numpy(slices.astype(np.float32))[:, None]
+    return torch.cat([autoencoder.encode(part) for part in images.split(chunk)]).numpy().astype(np.float16)
+
+
 def encode_stacks(autoencoder: torch.nn.Module, stacks: list[Stack], chunk: int = 16) -> list[LatentStack]:
     """Every slice of every stack through the frozen encoder (full size, padded)."""
     encoded = []
     for stack in stacks:
-        images = torch.from_numpy(stack.slices.astype(np.float32))[:, None]
-        latents = torch.cat([autoencoder.encode(part) for part in images.split(chunk)])
-        encoded.append(LatentStack(latents.numpy().astype(np.float16), stack.slice_spacing, stack.source))
+        encoded.append(LatentStack(encode_images(autoencoder, stack.slices, chunk), stack.slice_spacing, stack.source))
     return encoded
 
 

@@ -19,7 +19,7 @@ from calid.preprocess import intensity_scale, normalise
 from calid.splits import Split
 from calid.train.augment import centred_crop_box
 from calid.train.data import load_array_list, save_array_list, stack_files
-from calid.train.denoiser import context_indices, training_example
+from calid.train.denoiser import context_indices, encode_images, training_example
 
 #: Phantom cines added to the real ones, and their seeds (evaluation phantoms use seeds 0, 1, 2, ...).
 PHANTOM_SEED_BASE = 10_000
@@ -74,14 +74,11 @@ class LatentCine:
     source: str
 
 
-@torch.no_grad()
 def encode_cines(autoencoder: torch.nn.Module, cines: list[Cine], chunk: int = 32) -> list[LatentCine]:
     encoded = []
     for cine in cines:
-        frames, count = cine.frames.shape[:2]
-        images = torch.from_numpy(cine.frames.astype(np.float32)).flatten(0, 1)[:, None]
-        latents = torch.cat([autoencoder.encode(part) for part in images.split(chunk)])
-        encoded.append(LatentCine(latents.unflatten(0, (frames, count)).numpy().astype(np.float16), cine.slice_spacing, cine.source))
+        latents = encode_images(autoencoder, cine.frames.reshape(-1, *cine.frames.shape[2:]), chunk)
+        encoded.append(LatentCine(latents.reshape(*cine.frames.shape[:2], *latents.shape[1:]), cine.slice_spacing, cine.source))
     return encoded
 
 
@@ -112,13 +109,14 @@ def clip_batch(cines: list[LatentCine], clips: int, crop: int, neighbours: int, 
     """``clips`` clips of one cine (different slices and crops), clip-major: (clips * T, ...) tensors and T."""
     cine = _pick_cine(cines, generator)
     order = _frame_order(cine.latents.shape[0], generator)
-    count, _, height, width = cine.latents.shape[1:]
+    ordered = cine.latents[order]
+    count, _, height, width = ordered.shape[1:]
     targets, contexts, fractions, gaps = [], [], [], []
     for _ in range(clips):
         first, target, gap = training_example(count, generator)
         size = min(crop, height, width)
         top, left = centred_crop_box(height, width, size, generator)
-        window = torch.from_numpy(cine.latents[order][..., top : top + size, left : left + size].astype(np.float32))
+        window = torch.from_numpy(ordered[..., top : top + size, left : left + size].astype(np.float32))
         if size < crop:
             window = torch.nn.functional.pad(window.flatten(0, 1), (0, crop - size, 0, crop - size), mode="replicate")
             window = window.unflatten(0, (len(order), count))
@@ -161,10 +159,7 @@ def trajectory_loss(model: torch.nn.Module, scheduler, batch) -> tuple[torch.Ten
     for timestep in scheduler.timesteps:
         steps = torch.full((target.shape[0],), int(timestep), dtype=torch.long, device=target.device)
         estimate = model(latents, steps, context, fraction, gap_mm, frames=frames)
-        total = total + nn_mse(estimate, target) + nn_mse(_frame_changes(estimate, frames), _frame_changes(target, frames))
+        mse = torch.nn.functional.mse_loss
+        total = total + mse(estimate, target) + mse(_frame_changes(estimate, frames), _frame_changes(target, frames))
         latents, _ = scheduler.step(estimate.detach(), int(timestep), latents, eta=0.0)
     return total / len(scheduler.timesteps), {}
-
-
-def nn_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.mse_loss(a, b)

@@ -16,7 +16,7 @@ from calid.sampling import trailing_schedule
 from calid.train.denoiser_run import autoencoder_dir
 from calid.train.distributed import DistributedContext, barrier, unwrap, wrap
 from calid.train.loop import LoopSettings, train
-from calid.train.temporal import (LatentCine, clip_batch, encode_cines, load_cines, phantom_cines, read_cines, save_cines,
+from calid.train.temporal import (PHANTOM_SEED_BASE, LatentCine, clip_batch, encode_cines, load_cines, phantom_cines, read_cines, save_cines,
                                   temporal_batch, temporal_difference_error, trajectory_loss)
 
 MODEL_NAME = "calid-denoiser-2dt-acdc"
@@ -38,8 +38,8 @@ def cached_cines(args: argparse.Namespace, split: str, context: DistributedConte
     path = Path(args.cache_dir) / f"cines-v2-{split}-{key}.npz"
     if context.is_main and not path.is_file():
         autoencoder, _ = load_model(vae_dir)
-        seed_base = None if split == "train" else VAL_PHANTOM_SEEDS
-        cines = read_cines(args.data, split) + phantom_cines(phantoms, **({} if seed_base is None else {"seed_base": seed_base}))
+        seed_base = PHANTOM_SEED_BASE if split == "train" else VAL_PHANTOM_SEEDS
+        cines = read_cines(args.data, split) + phantom_cines(phantoms, seed_base=seed_base)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_cines(path, encode_cines(autoencoder, cines))
     barrier(context)

@@ -174,3 +174,90 @@ def test_decoder_only_training_keeps_latents_unchanged():
           settings, SINGLE, None, seed=0)
     torch.testing.assert_close(model.encode(images).detach(), before_latents, rtol=0, atol=0)
     assert (model.net.decoder.blocks[-1].conv.weight - before_decoder).abs().max() > 0
+
+
+def latent_stacks(count: int = 3, seed: int = 0):
+    from calid.train.denoiser import LatentStack
+
+    rng = np.random.default_rng(seed)
+    return [LatentStack(rng.normal(size=(6, 4, 5, 7)).astype(np.float16), 10.0, f"patient00{i}_ED.nii.gz#0") for i in range(count)]
+
+
+def _views(tensor):
+    """All 8 flips/quarter turns of the last two axes."""
+    for turns in range(4):
+        for flip in (False, True):
+            view = tensor.flip(-1) if flip else tensor
+            yield torch.rot90(view, turns, dims=(-2, -1))
+
+
+def test_augmented_examples_are_flips_or_turns_of_the_plain_ones_target_and_context_alike():
+    from calid.train.denoiser import latent_batch
+
+    stacks = latent_stacks()
+    plain = latent_batch(stacks, 1, 6, 2, torch.Generator().manual_seed(3))
+    turned = latent_batch(stacks, 1, 6, 2, torch.Generator().manual_seed(3), augment=True)
+    torch.testing.assert_close(turned[2:], plain[2:])  # fraction and gap unchanged
+    matches = [i for i, (t, c) in enumerate(zip(_views(plain[0]), _views(plain[1])))
+               if torch.equal(t, turned[0]) and torch.equal(c, turned[1])]
+    assert len(matches) == 1
+    seen = set()
+    for seed in range(40):  # every layout is drawn
+        example = latent_batch(stacks, 1, 6, 2, torch.Generator().manual_seed(seed), augment=True)[0]
+        reference = latent_batch(stacks, 1, 6, 2, torch.Generator().manual_seed(seed))[0]
+        seen.update(i for i, view in enumerate(_views(reference)) if torch.equal(view, example))
+    assert seen == set(range(8))
+
+
+def test_trajectory_loss_is_zero_only_for_a_perfect_estimate_and_feeds_each_step_the_last():
+    from calid.models.denoiser import SliceDenoiser
+    from calid.sampling import trailing_schedule
+    from calid.train.denoiser import latent_batch, trajectory_loss
+
+    scheduler = trailing_schedule(SliceDenoiser(latent_channels=4, neighbours=2, channels=[8, 8], norm_num_groups=4).make_scheduler(), 2)
+    batch = latent_batch(latent_stacks(), 3, 4, 2, torch.Generator().manual_seed(0))
+    seen = []
+
+    def perfect(latents, steps, context, fraction, gap_mm):
+        seen.append((int(steps[0]), latents.clone()))
+        return batch[0]
+
+    loss, _ = trajectory_loss(perfect, scheduler, batch)
+    assert float(loss) == 0.0
+    assert [step for step, _ in seen] == [999, 499]
+    assert float(seen[0][1].abs().max()) == 0.0 and float(seen[1][1].abs().max()) > 0  # zeros, then the DDIM step's result
+    zero, _ = trajectory_loss(lambda latents, *rest: torch.zeros_like(latents), scheduler, batch)
+    torch.testing.assert_close(zero, (batch[0] ** 2).mean())
+
+
+@pytest.mark.slow
+def test_denoiser_fine_tuning_with_the_trajectory_objective_starts_from_the_given_model(tmp_path, monkeypatch):
+    import json
+
+    from calid.cli import main
+    from calid.models.denoiser import SliceDenoiser
+    from calid.train import denoiser_run
+    from calid.weights import ModelConfig, load_model, save_model
+
+    tiny = {"latent_channels": 4, "neighbours": 2, "channels": [8, 8], "num_res_blocks": 1, "norm_num_groups": 4,
+            "prediction_type": "sample"}
+    torch.manual_seed(0)
+    start = tmp_path / "start"
+    save_model(SliceDenoiser(**tiny), ModelConfig(name="start", version="1", kind="denoiser", architecture="calid-denoiser",
+                                                  kwargs=tiny), start, "# start\n")
+    stacks = latent_stacks()
+    monkeypatch.setattr(denoiser_run, "cached_latents", lambda args, split, context: stacks)
+    monkeypatch.setattr(denoiser_run, "autoencoder_dir", lambda args: start)  # only its config's name is read
+    data = write_nifti_folder(tmp_path / "data", ["patient001_ED.nii.gz"])
+    out = tmp_path / "run"
+    code = main(["train", "denoiser", "--data", str(data), "--out", str(out), "--steps", "2", "--batch", "2", "--crop", "16",
+                 "--init", str(start), "--objective", "trajectory", "--lr", "1e-5", "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    tuned, config = load_model(out / "model")
+    original, _ = load_model(start)
+    assert config.kwargs == tiny
+    drift = max(float((p - original.state_dict()[name]).abs().max()) for name, p in tuned.state_dict().items())
+    assert 0 < drift < 1e-3  # two small steps away from the given weights, not a fresh network
+    with pytest.raises(ValueError, match="prediction sample"):
+        main(["train", "denoiser", "--data", str(data), "--out", str(tmp_path / "bad"), "--steps", "1", "--prediction", "epsilon",
+              "--objective", "trajectory", "--cache-dir", str(tmp_path / "cache")])

@@ -37,7 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--freeze-encoder", action="store_true",
                         help="vae only: train the decoder alone, so latents (and a denoiser trained on them) stay valid")
     parser.add_argument("--vae", type=Path, help="denoiser only: trained autoencoder model folder (default: bundled)")
-    parser.add_argument("--init", type=Path, help="denoiser-2dt only: 3D denoiser model folder to start from (default: bundled)")
+    parser.add_argument("--init", type=Path,
+                        help="denoiser: model folder to fine-tune (default: a new network); "
+                             "denoiser-2dt: 3D denoiser to build on (default: bundled)")
+    parser.add_argument("--augment", choices=("dihedral", "none"), default="dihedral",
+                        help="denoisers: show each example in a random flip/quarter turn (default dihedral)")
+    parser.add_argument("--objective", choices=("diffusion", "trajectory"), default="diffusion",
+                        help="denoiser only: noise-level loss alone, or plus the loss on the default sampler's own "
+                             "trajectory (x0 prediction only; default diffusion)")
     parser.add_argument("--tune-all", action="store_true",
                         help="denoiser-2dt only: also fine-tune the 3D network (default: train the temporal layers alone)")
     parser.add_argument("--phantoms", type=int, default=24, help="denoiser-2dt only: phantom cines added to training (default 24)")

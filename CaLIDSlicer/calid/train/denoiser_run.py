@@ -10,7 +10,10 @@ from pathlib import Path
 import torch
 
 from calid.train.data import cached_stacks
-from calid.train.denoiser import LatentStack, diffusion_batch, denoiser_loss, encode_stacks, latent_batch, load_latents, save_latents
+from calid.reconstruction import DEFAULT_STEPS
+from calid.sampling import trailing_schedule
+from calid.train.denoiser import (LatentStack, denoiser_loss, diffusion_batch, encode_stacks, latent_batch, load_latents, save_latents,
+                                  trajectory_loss)
 from calid.train.distributed import DistributedContext, barrier, unwrap, wrap
 from calid.train.loop import LoopSettings, train
 
@@ -40,7 +43,7 @@ def cached_latents(args: argparse.Namespace, split: str, context: DistributedCon
 
 
 @torch.no_grad()
-def validation_scores(model: torch.nn.Module, stacks: list[LatentStack], neighbours: int, steps: int = 4) -> dict[str, float]:
+def validation_scores(model: torch.nn.Module, stacks: list[LatentStack], neighbours: int, steps: int = DEFAULT_STEPS) -> dict[str, float]:
     """Latent MSE of DDIM samples vs the truth, and of linear blending, on fixed val examples."""
     from calid.sampling import SamplerSettings, sample_latents
 
@@ -53,16 +56,32 @@ def validation_scores(model: torch.nn.Module, stacks: list[LatentStack], neighbo
     return {"val_mse": float(((sampled - target) ** 2).mean()), "linear_mse": float(((linear - target) ** 2).mean())}
 
 
-def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
+def initial_denoiser(args: argparse.Namespace):
+    """A fresh network of the bundled shape, or (``--init``) a trained 3D denoiser to fine-tune, and its kwargs."""
     from calid.models.denoiser import SliceDenoiser
+    from calid.weights import load_model
+
+    if args.init is None:
+        kwargs = {**DENOISER_KWARGS, "prediction_type": args.prediction}
+        return SliceDenoiser(**kwargs), kwargs
+    model, config = load_model(args.init)
+    if config.architecture != "calid-denoiser" or config.kwargs.get("prediction_type", "sample") != args.prediction:
+        raise ValueError(f"--init must be a 3D calid denoiser predicting {args.prediction!r}, not {config.architecture!r} {config.kwargs}")
+    return model, dict(config.kwargs)
+
+
+def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
     from calid.weights import ModelConfig, save_model
 
+    if args.objective == "trajectory" and args.prediction != "sample":
+        raise ValueError("--objective trajectory needs --prediction sample (the sampler's x0 estimates are what it scores)")
     latents = cached_latents(args, "train", context)
     val_latents = cached_latents(args, "val", context)
-    kwargs = {**DENOISER_KWARGS, "prediction_type": args.prediction}
     torch.manual_seed(args.seed)
-    model = wrap(SliceDenoiser(**kwargs), context)
-    scheduler = unwrap(model).make_scheduler()
+    network, kwargs = initial_denoiser(args)
+    model = wrap(network.train(), context)
+    # trailing timesteps only change what step() visits; add_noise (noise-level training) is unaffected
+    scheduler = trailing_schedule(unwrap(model).make_scheduler(), DEFAULT_STEPS)
     crop = args.crop // 4
 
     def report(step: int) -> None:
@@ -71,9 +90,15 @@ def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
         net.train()
 
     def loss_of(net, batch):
-        return denoiser_loss(net, scheduler, [part.to(context.device) for part in batch], args.prediction)
+        batch = [part.to(context.device) for part in batch]
+        loss, logged = denoiser_loss(net, scheduler, batch, args.prediction)
+        if args.objective == "diffusion":
+            return loss, logged
+        path, _ = trajectory_loss(net, scheduler, batch)  # noise levels stay trained, so --samples N keeps working
+        return loss + path, {"diffusion": float(loss.detach()), "trajectory": float(path.detach())}
 
-    draw = partial(diffusion_batch, latents, args.batch, crop, kwargs["neighbours"], scheduler.num_train_timesteps)
+    draw = partial(diffusion_batch, latents, args.batch, crop, kwargs["neighbours"], scheduler.num_train_timesteps,
+                   augment=args.augment == "dihedral")
     settings = LoopSettings(steps=args.steps, learning_rate=args.lr)
     train(model, draw, loss_of, settings, context, args.out, args.seed, resume=args.resume, on_checkpoint=report)
     if context.is_main:

@@ -19,7 +19,7 @@ from calid.preprocess import intensity_scale, normalise
 from calid.splits import Split
 from calid.train.augment import centred_crop_box
 from calid.train.data import load_array_list, save_array_list, stack_files
-from calid.train.denoiser import context_indices, encode_images, training_example
+from calid.train.denoiser import context_indices, encode_images, orient, training_example
 
 #: Phantom cines added to the real ones, and their seeds (evaluation phantoms use seeds 0, 1, 2, ...).
 PHANTOM_SEED_BASE = 10_000
@@ -105,8 +105,11 @@ def _frame_order(frames: int, generator: torch.Generator) -> list[int]:
     return list(range(frames))
 
 
-def clip_batch(cines: list[LatentCine], clips: int, crop: int, neighbours: int, generator: torch.Generator):
-    """``clips`` clips of one cine (different slices and crops), clip-major: (clips * T, ...) tensors and T."""
+def clip_batch(cines: list[LatentCine], clips: int, crop: int, neighbours: int, generator: torch.Generator, augment: bool = False):
+    """``clips`` clips of one cine (different slices and crops), clip-major: (clips * T, ...) tensors and T.
+
+    ``augment``: each clip in one of the 8 flips/quarter turns (all its frames alike).
+    """
     cine = _pick_cine(cines, generator)
     order = _frame_order(cine.latents.shape[0], generator)
     ordered = cine.latents[order]
@@ -120,6 +123,7 @@ def clip_batch(cines: list[LatentCine], clips: int, crop: int, neighbours: int, 
         if size < crop:
             window = torch.nn.functional.pad(window.flatten(0, 1), (0, crop - size, 0, crop - size), mode="replicate")
             window = window.unflatten(0, (len(order), count))
+        window = orient(window, generator) if augment else window
         targets.append(window[:, target])
         contexts.append(window[:, context_indices(first, gap, count, neighbours)])
         fractions += [(target - first) / gap] * len(order)
@@ -127,9 +131,10 @@ def clip_batch(cines: list[LatentCine], clips: int, crop: int, neighbours: int, 
     return torch.cat(targets), torch.cat(contexts), torch.tensor(fractions), torch.tensor(gaps), len(order)
 
 
-def temporal_batch(cines: list[LatentCine], clips: int, crop: int, neighbours: int, timesteps: int, generator: torch.Generator):
+def temporal_batch(cines: list[LatentCine], clips: int, crop: int, neighbours: int, timesteps: int, generator: torch.Generator,
+                   augment: bool = False):
     """A clip batch plus noise (independent per frame) and one timestep per clip, shared by its frames."""
-    target, context, fraction, gap_mm, frames = clip_batch(cines, clips, crop, neighbours, generator)
+    target, context, fraction, gap_mm, frames = clip_batch(cines, clips, crop, neighbours, generator, augment)
     noise = torch.randn(target.shape, generator=generator)
     steps = torch.randint(0, timesteps, (clips,), generator=generator).repeat_interleave(frames)
     return target, context, fraction, gap_mm, noise, steps, frames
@@ -145,21 +150,6 @@ def _frame_changes(x: torch.Tensor, frames: int) -> torch.Tensor:
     return clips.roll(-1, dims=1) - clips
 
 
-def trajectory_loss(model: torch.nn.Module, scheduler, batch) -> tuple[torch.Tensor, dict]:
-    """Error of the x0 estimate at every step of the deterministic sampler, on the inputs it really sees.
-
-    Inference starts from zeros (temperature 0) and takes few DDIM steps, inputs that
-    noise-level training never shows; the temporal layers are trained on exactly that
-    trajectory instead: x0 error plus error of its frame-to-frame changes, each step fed
-    the (detached) result of the step before.
-    """
-    target, context, fraction, gap_mm, _noise, _timesteps, frames = batch
-    latents = torch.zeros_like(target)
-    total = target.new_zeros(())
-    for timestep in scheduler.timesteps:
-        steps = torch.full((target.shape[0],), int(timestep), dtype=torch.long, device=target.device)
-        estimate = model(latents, steps, context, fraction, gap_mm, frames=frames)
-        mse = torch.nn.functional.mse_loss
-        total = total + mse(estimate, target) + mse(_frame_changes(estimate, frames), _frame_changes(target, frames))
-        latents, _ = scheduler.step(estimate.detach(), int(timestep), latents, eta=0.0)
-    return total / len(scheduler.timesteps), {}
+def frame_change_error(estimate: torch.Tensor, target: torch.Tensor, frames: int) -> torch.Tensor:
+    """Mean squared error of frame-to-frame changes (wrap-around), differentiable; clip-major latents."""
+    return torch.nn.functional.mse_loss(_frame_changes(estimate, frames), _frame_changes(target, frames))

@@ -16,8 +16,9 @@ from calid.sampling import trailing_schedule
 from calid.train.denoiser_run import autoencoder_dir
 from calid.train.distributed import DistributedContext, barrier, unwrap, wrap
 from calid.train.loop import LoopSettings, train
-from calid.train.temporal import (PHANTOM_SEED_BASE, LatentCine, clip_batch, encode_cines, load_cines, phantom_cines, read_cines, save_cines,
-                                  temporal_batch, temporal_difference_error, trajectory_loss)
+from calid.train.denoiser import trajectory_loss
+from calid.train.temporal import (PHANTOM_SEED_BASE, LatentCine, clip_batch, encode_cines, frame_change_error, load_cines, phantom_cines,
+                                  read_cines, save_cines, temporal_batch, temporal_difference_error)
 
 MODEL_NAME = "calid-denoiser-2dt-acdc"
 SLICE_MODEL = "calid-denoiser-acdc"
@@ -98,9 +99,11 @@ def run_denoiser_2dt(args: argparse.Namespace, context: DistributedContext) -> N
 
     def loss_of(net, batch):
         *tensors, frames = batch
-        return trajectory_loss(net, scheduler, [part.to(context.device) for part in tensors] + [frames])
+        changes = partial(frame_change_error, frames=frames)
+        return trajectory_loss(net, scheduler, [part.to(context.device) for part in tensors], changes, frames=frames)
 
-    draw = partial(temporal_batch, cines, args.batch, args.crop // 4, kwargs["neighbours"], scheduler.num_train_timesteps)
+    draw = partial(temporal_batch, cines, args.batch, args.crop // 4, kwargs["neighbours"], scheduler.num_train_timesteps,
+                   augment=args.augment == "dihedral")
     settings = LoopSettings(steps=args.steps, learning_rate=args.lr)
     train(model, draw, loss_of, settings, context, args.out, args.seed, resume=args.resume, on_checkpoint=report)
     if context.is_main:

@@ -6,6 +6,7 @@ output nodes, dependency install). The model itself never runs in Slicer's proce
 """
 
 import logging
+import os
 from typing import Annotated
 
 import qt
@@ -27,6 +28,7 @@ from CaLIDSlicerLib import dependencies
 from CaLIDSlicerLib.logic import ReconstructionRun, RunResult
 from CaLIDSlicerLib.nodes import SYNTHESIZED_ATTRIBUTE, describe_input
 from CaLIDSlicerLib.parameters import NODE_FIELDS, CaLIDParameters, Device, Method, Mode, Quality
+from CaLIDSlicerLib.sampledata import register_samples
 
 #: How often (ms) the panel reads the engine's progress.
 POLL_INTERVAL_MS = 200
@@ -57,9 +59,15 @@ class CaLIDSlicer(ScriptedLoadableModule):
             "2018) and the Sunnybrook Cardiac Data (P. Radau et al., \"Evaluation Framework for Algorithms "
             "Segmenting Short Axis Cardiac MRI\", MIDAS Journal, 2009)."
         )
-        # No Sample Data is registered: the project's test data is a phantom that `calid phantom`
-        # generates on the spot (nothing to download), and no cardiac data set has a download URL
-        # this module could point to.
+        # Sample Data: the project's own phantom cine and stack, shipped inside the extension
+        # (no public cardiac cine has a stable URL); registered once Slicer has started.
+        slicer.app.connect("startupCompleted()", self._registerSampleData)
+
+    def _registerSampleData(self) -> None:
+        try:
+            register_samples(os.path.dirname(__file__))
+        except Exception as error:  # Sample Data is optional: never stop the module from loading
+            logging.warning(f"CaLID: sample data not registered ({error})")
 
 
 @parameterNodeWrapper
@@ -268,6 +276,23 @@ class CaLIDSlicerTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_linear_reconstruction_lies_over_input()
+        self.setUp()
+        self.test_sample_data_loads_as_a_cine()
+
+    def test_sample_data_loads_as_a_cine(self):
+        import SampleData
+
+        from CaLIDSlicerLib.sampledata import SAMPLES
+
+        self.delayDisplay("Loading the CaLID phantom cine from Sample Data")
+        register_samples(os.path.dirname(__file__))
+        cine = SAMPLES[0]
+        loaded = SampleData.SampleDataLogic().downloadSamples(cine.name)
+        self.assertTrue(loaded, "the phantom cine did not load")
+        sequences = [n for n in loaded if hasattr(n, "IsA") and n.IsA("vtkMRMLSequenceNode")]
+        self.assertTrue(sequences, f"expected a sequence node, got {loaded}")
+        self.assertEqual(sequences[0].GetNumberOfDataNodes(), 12)
+        self.delayDisplay("Test passed")
 
     def test_linear_reconstruction_lies_over_input(self):
         import numpy as np

@@ -46,10 +46,21 @@ def _stand_ins() -> dict[str, types.ModuleType]:
             "slicer.ScriptedLoadableModule": bases}
 
 
+class _App:
+    """Records the signal connections the module makes on ``slicer.app``."""
+
+    def __init__(self) -> None:
+        self.connections: list[tuple[str, object]] = []
+
+    def connect(self, signal: str, slot) -> None:
+        self.connections.append((signal, slot))
+
+
 @pytest.fixture
 def module(monkeypatch):
     for name, stand_in in _stand_ins().items():
         monkeypatch.setitem(sys.modules, name, stand_in)
+    monkeypatch.setattr(slicer, "app", _App(), raising=False)
     spec = importlib.util.spec_from_file_location("CaLIDSlicer_under_test", MODULE_FILE)
     loaded = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loaded)
@@ -63,6 +74,27 @@ def test_module_metadata_names_category_paper_and_data(module):
     for citation in ("Bubeck", "2025", "Bernard", "IEEE TMI", "2018", "Radau", "MIDAS", "2009"):
         assert citation in parent.acknowledgementText
     assert "CaLID.SynthesizedSlices" in parent.helpText
+
+
+def test_sample_data_is_registered_once_slicer_has_started(module, monkeypatch):
+    calls = []
+    fake = types.ModuleType("SampleData")
+    fake.SampleDataLogic = types.SimpleNamespace(registerCustomSampleDataSource=lambda **kw: calls.append(kw))
+    module.CaLIDSlicer(types.SimpleNamespace())
+    [(signal, slot)] = slicer.app.connections
+    assert signal == "startupCompleted()" and not calls  # nothing until Slicer has started
+    monkeypatch.setitem(sys.modules, "SampleData", fake)
+    slot()
+    assert [c["sampleName"] for c in calls] == ["CaLIDPhantomCine", "CaLIDPhantomStack"]
+    assert all(Path(c["thumbnailFileName"]).is_file() for c in calls)
+
+
+def test_missing_sample_data_module_does_not_stop_the_module(module, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "SampleData", None)  # import fails
+    module.CaLIDSlicer(types.SimpleNamespace())
+    [(_, slot)] = slicer.app.connections
+    slot()
+    assert "sample data not registered" in caplog.text
 
 
 def test_parameter_node_defaults_are_the_parameter_defaults(module):

@@ -152,13 +152,15 @@ def fill_into(
     temperature: float | None = None,
     decoding: str = DEFAULT_DECODING,
     mode: str = "3d",
+    outside_view: bool = True,
 ) -> np.ndarray | None:
     """Write the synthesised slices of ``source`` (T, Z, Y, X) into ``out`` (T, (Z-1)*factor+1, Y, X, any dtype).
 
     Works in rounds of a few gaps (sample, then decode straight into ``out``) so memory
     beyond ``source`` and ``out`` stays bounded whatever the study size. Returns the
     per-voxel std (float32, like ``out``) for samples > 1, else None. ``mode`` "2dt" needs
-    the 2D+T model and samples every frame of a missing slice together.
+    the 2D+T model and samples every frame of a missing slice together. ``outside_view``:
+    keep pixels zero where both acquired neighbours are exactly zero (see :func:`outside_view_mask`).
     """
     import torch
 
@@ -184,6 +186,8 @@ def fill_into(
                                               gaps, temporal)
             blends = linear_blends(latents, source, scale, factor, denoiser.neighbours, gaps) if decoding == "residual" else None
             decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress)
+            if outside_view:
+                zero_outside_view(out, std, source, targets, factor)
     return std
 
 
@@ -246,6 +250,26 @@ def decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress
             if std is not None:
                 std[ts, columns] = made.std(axis=0)
             stage.advance()
+
+
+def outside_view_mask(source: np.ndarray, target: int, factor: int) -> np.ndarray:
+    """(T, Y, X) True where both acquired slices around dense slice ``target`` are exactly zero.
+
+    Scanners write exact zeros outside the reconstructed field of view (the corners of a
+    circular view, padding bands); no signal can lie there between two such slices either,
+    while the autoencoder leaves a faint haze that would make synthesised slices flicker.
+    """
+    before = target // factor
+    return (source[:, before] == 0) & (source[:, min(before + 1, source.shape[1] - 1)] == 0)
+
+
+def zero_outside_view(out: np.ndarray, std: np.ndarray | None, source: np.ndarray, targets: list[int], factor: int) -> None:
+    """Set synthesised pixels (and their std) to zero outside the acquired field of view."""
+    for target in targets:
+        mask = outside_view_mask(source, target, factor)
+        out[:, target][mask] = 0
+        if std is not None:
+            std[:, target][mask] = 0
 
 
 def linear_blends(latents, source: np.ndarray, scale: float, factor: int, neighbours: int, gaps: range | None = None):

@@ -127,3 +127,39 @@ def test_calid_samples_give_an_uncertainty_map_that_is_zero_on_measured_slices(o
 def test_order_is_refused_for_baselines(oblique_stack):
     with pytest.raises(InputError, match="apply to the calid method only"):
         reconstruct(oblique_stack, factor=2, method="linear", order="autoregressive")
+
+
+def _with_dark_corner(volume, rows: int = 6):
+    """The volume with its top rows exactly zero on every slice but the last (outside a scanner's view)."""
+    array = volume.array.copy()
+    array[..., :-1, :rows, :] = 0
+    return volume.replace(array=array)
+
+
+def test_outside_view_mask_marks_only_pixels_zero_on_both_neighbours():
+    from calid.calid_fill import outside_view_mask
+
+    source = np.ones((2, 3, 4, 4), np.int16)
+    source[:, 0, 0] = 0  # row 0 dark on slice 0 only
+    source[:, 1, :2] = 0  # rows 0-1 dark on slice 1
+    source[1, 2, 0, 0] = 0
+    first_gap, second_gap = outside_view_mask(source, 1, 2), outside_view_mask(source, 3, 2)
+    assert first_gap[:, 0].all() and not first_gap[:, 1:].any()  # both of slices 0 and 1 dark: row 0 only
+    assert second_gap[1, 0, 0] and second_gap.sum() == 1
+
+
+@pytest.mark.parametrize("samples", [1, 2])
+def test_calid_leaves_the_dark_outside_of_the_view_dark(oblique_stack, samples):
+    import calid.reconstruction as rec
+
+    if not rec.calid_model_available():
+        pytest.skip("the bundled CaLID model is not installed")
+    stack = _with_dark_corner(oblique_stack)
+    result = reconstruct(stack, factor=2, method="calid", samples=samples, seed=0)
+    dense = result.volume.array
+    np.testing.assert_array_equal(dense[::2], stack.array)
+    made = dense[1:-2:2]  # gaps whose two neighbours both have the dark rows
+    assert np.all(made[:, :6] == 0) and np.all(made[:, 7:] != 0)
+    assert np.any(dense[-2, :6] != 0)  # the last gap has one lit neighbour: nothing is masked
+    if samples > 1:
+        assert np.all(result.uncertainty.array[1:-2:2, :6] == 0)

@@ -29,6 +29,14 @@ DEFAULT_ETA = 0.0
 #: autoencoder's own reconstruction error cancels; "direct": decode(sampled) alone.
 DEFAULT_DECODING = "direct"
 DECODINGS = ("residual", "direct")
+#: "registration": the sampler starts from the latent of the registration-based estimate
+#: (neighbours morphed into each other, :mod:`calid.registration`) noised to GUIDE_STRENGTH of
+#: the schedule, so the denoiser refines a motion-aware first guess; "none": from pure noise.
+#: On the ACDC validation patients (heart box, 2 steps) strength 0.5 gave 18.85 dB / 0.456 SSIM
+#: against 18.78 / 0.440 unguided (0.7: 18.86 / 0.449; 0.3: 18.56 / 0.456).
+GUIDES = ("registration", "none")
+DEFAULT_GUIDE = "registration"
+DEFAULT_GUIDE_STRENGTH = 0.5
 #: Slices per network call; bounds memory on large inputs.
 CHUNK = 32
 #: Image pixels per autoencoder call (CHUNK slices of 256 x 256) and latent pixels per
@@ -82,17 +90,19 @@ def _autocast(device: str):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
 
 
-def sampler_settings(steps: int, samples: int = 1, order: str = "parallel", temperature: float | None = None):
+def sampler_settings(steps: int, samples: int = 1, order: str = "parallel", temperature: float | None = None,
+                     strength: float = 1.0):
     """The sampler settings of the calid method (also used by the bench's pixel-space comparator)."""
     from calid.sampling import SamplerSettings
 
     if temperature is None:
         temperature = SINGLE_SAMPLE_TEMPERATURE if samples == 1 else MULTI_SAMPLE_TEMPERATURE
-    return SamplerSettings(steps=steps, samples=samples, eta=DEFAULT_ETA, temperature=temperature, chunk=CHUNK, order=order)
+    return SamplerSettings(steps=steps, samples=samples, eta=DEFAULT_ETA, temperature=temperature, chunk=CHUNK, order=order,
+                           strength=strength)
 
 
 def sample_missing(denoiser, stacks, factor: int, gap_mm: float, settings, seed: int | torch.Generator, progress: Progress,
-                   gaps: range | None = None, temporal: bool = False):
+                   gaps: range | None = None, temporal: bool = False, guide=None):
     """The timed "sample" stage: missing slices of ``stacks`` (T, Z, C, h, w), whatever space C, h, w live in.
 
     Shared with the bench's pixel-space comparator so both are sampled by the same code
@@ -109,7 +119,7 @@ def sample_missing(denoiser, stacks, factor: int, gap_mm: float, settings, seed:
     missing = frames * gap_count * (factor - 1)
     total = chunk_count(missing, factor, settings, frames if temporal else None)
     with torch.no_grad(), _autocast(stacks.device.type), progress.stage("sample", total) as stage:
-        return fill_latents(denoiser, stacks, factor, gap_mm, settings, generator, stage.advance, gaps, temporal)
+        return fill_latents(denoiser, stacks, factor, gap_mm, settings, generator, stage.advance, gaps, temporal, guide)
 
 
 def is_temporal(denoiser) -> bool:
@@ -153,6 +163,8 @@ def fill_into(
     decoding: str = DEFAULT_DECODING,
     mode: str = "3d",
     outside_view: bool = True,
+    guide: str = DEFAULT_GUIDE,
+    guide_strength: float = DEFAULT_GUIDE_STRENGTH,
 ) -> np.ndarray | None:
     """Write the synthesised slices of ``source`` (T, Z, Y, X) into ``out`` (T, (Z-1)*factor+1, Y, X, any dtype).
 
@@ -161,11 +173,13 @@ def fill_into(
     per-voxel std (float32, like ``out``) for samples > 1, else None. ``mode`` "2dt" needs
     the 2D+T model and samples every frame of a missing slice together. ``outside_view``:
     keep pixels zero where both acquired neighbours are exactly zero (see :func:`outside_view_mask`).
+    ``guide``/``guide_strength``: where the sampler starts (see :data:`GUIDES`).
     """
     import torch
 
     if decoding not in DECODINGS:
         raise InputError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
+    check_guide(guide, guide_strength, steps)
     if source.ndim != 4:
         raise InputError(f"array must be (T, Z, Y, X), not shape {source.shape}")
     frames, count, height, width = source.shape
@@ -174,7 +188,7 @@ def fill_into(
     device = resolve_device(device)
     denoiser, autoencoder = load_models(_model_dir(model, mode).resolve(), device)
     temporal = _check_mode(mode, denoiser, order)
-    settings = sampler_settings(steps, samples, order, temperature)
+    settings = sampler_settings(steps, samples, order, temperature, guide_strength if guide != "none" else 1.0)
     scale = intensity_scale(source)
     std = np.zeros(out.shape, np.float32) if samples > 1 else None
     generator = torch.Generator().manual_seed(int(seed))
@@ -182,13 +196,59 @@ def fill_into(
         latents = encode_slices(autoencoder, source, scale, device, progress)
         latent_pixels = latents.shape[-1] * latents.shape[-2]
         for gaps in gap_chunks(count - 1, frames, factor, latent_pixels):
+            first_guess = registration_guide(autoencoder, source, scale, factor, spacing, gaps, device, progress) \
+                if guide == "registration" else None
             sampled, targets = sample_missing(denoiser, latents, factor, float(spacing[2]), settings, generator, progress,
-                                              gaps, temporal)
+                                              gaps, temporal, first_guess)
             blends = linear_blends(latents, source, scale, factor, denoiser.neighbours, gaps) if decoding == "residual" else None
             decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress)
             if outside_view:
                 zero_outside_view(out, std, source, targets, factor)
     return std
+
+
+def check_guide(guide: str, strength: float, steps: int) -> None:
+    """Refuse an unknown guide, or a strength the few-step schedule cannot start from."""
+    from calid.sampling import trailing_schedule
+
+    if guide not in GUIDES:
+        raise InputError(f"guide must be one of {', '.join(GUIDES)}, not {guide!r}")
+    if guide == "none":
+        return
+    from monai.networks.schedulers import DDIMScheduler
+
+    try:
+        trailing_schedule(DDIMScheduler(num_train_timesteps=1000), steps, strength)
+    except ValueError as error:
+        raise InputError(f"guide strength {strength!r} with {steps} steps: {error}") from None
+
+
+def registration_guide(autoencoder, source: np.ndarray, scale: float, factor: int, spacing: tuple, gaps: range, device: str,
+                       progress: Progress):
+    """Latents (T, M, C, h, w) of the registration-based estimate of every missing slice of ``gaps``.
+
+    The same morphing as the registration baseline (:func:`calid.registration.morph_between`),
+    in the order :func:`calid.sampling.gap_requests` lists the missing slices.
+    """
+    import torch
+
+    from calid.registration import morph_between
+
+    frames, _, height, width = source.shape
+    fractions = np.arange(1, factor) / factor
+    images = np.empty((frames, len(gaps) * (factor - 1), height, width), np.float32)
+    with progress.stage("register", frames * len(gaps)) as stage:
+        for t in range(frames):
+            for i, gap in enumerate(gaps):
+                morphed = morph_between(source[t, gap].astype(np.float32), source[t, gap + 1].astype(np.float32), fractions,
+                                        (float(spacing[0]), float(spacing[1])))
+                images[t, i * (factor - 1) : (i + 1) * (factor - 1)] = normalise(morphed, scale)
+                stage.advance()
+    flat = images.reshape(-1, height, width)
+    chunk = decode_chunk(height, width)
+    latents = [autoencoder.encode(torch.from_numpy(flat[first : first + chunk])[:, None].to(device)).float()
+               for first in range(0, flat.shape[0], chunk)]
+    return torch.cat(latents).unflatten(0, (frames, images.shape[1]))
 
 
 def _check_mode(mode: str, denoiser, order: str) -> bool:

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from calid.calid_fill import DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL
+from calid.calid_fill import DEFAULT_GUIDE, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, check_guide
 from calid.errors import InputError
 from calid.progress import Progress, ProgressMode, as_progress
 from calid.volume import Volume
@@ -49,6 +49,7 @@ class ReconstructionResult:
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    sampler: dict = field(default_factory=dict)  # CaLID's settings (steps, samples, order, guide, ...); empty for baselines
 
     @property
     def synthesized(self) -> tuple[int, ...]:
@@ -168,10 +169,12 @@ def resolve_mode(mode: str, method: str, volume: Volume, model: str | None = Non
 
 
 def diffusion_options(method: str, steps: int | None, samples: int | None, seed: int | None,
-                      device: str, model: str | None, order: str | None = None, mode: str = "3d") -> dict:
+                      device: str, model: str | None, order: str | None = None, mode: str = "3d",
+                      guide: str | None = None, guide_strength: float | None = None) -> dict:
     """Options for the diffusion sampler; refuse them for methods that would ignore them."""
     if method != "calid":
-        given = [name for name, value in (("steps", steps), ("samples", samples), ("order", order))
+        given = [name for name, value in (("steps", steps), ("samples", samples), ("order", order), ("guide", guide),
+                                          ("guide_strength", guide_strength))
                  if value is not None]
         if given:
             raise InputError(f"{' and '.join(given)} apply to the calid method only, not {method!r}; drop them")
@@ -187,8 +190,13 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
     order = order or "parallel"
     if order not in ("parallel", "autoregressive"):
         raise InputError(f"order must be 'parallel' or 'autoregressive', not {order!r}")
+    guide = DEFAULT_GUIDE if guide is None else guide
+    strength = DEFAULT_GUIDE_STRENGTH if guide_strength is None else guide_strength
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)):
+        raise InputError(f"guide_strength must be a number in (0, 1], not {strength!r}")
+    check_guide(guide, float(strength), int(steps))
     return {"steps": int(steps), "samples": int(samples), "seed": seed or 0, "device": device, "model": model,
-            "order": order, "mode": mode}
+            "order": order, "mode": mode, "guide": guide, "guide_strength": float(strength)}
 
 
 def output_dtype(dtype: np.dtype) -> np.dtype:
@@ -219,6 +227,8 @@ def reconstruct(
     model: str | None = None,
     order: str | None = None,
     progress: Progress | ProgressMode | None = None,
+    guide: str | None = None,
+    guide_strength: float | None = None,
 ) -> ReconstructionResult:
     """Dense volume with slice spacing divided by ``factor``; acquired slices unchanged.
 
@@ -226,7 +236,9 @@ def reconstruct(
     slice ``i`` becomes slice ``i * factor`` and is copied bit-exact. All others are
     listed in ``result.volume.synthesized``. ``steps``/``samples``/``device``/``model``/``order``
     (all missing slices at once, or one after another) steer the CaLID sampler; ``samples > 1``
-    also returns a per-voxel standard deviation (``result.uncertainty``).
+    also returns a per-voxel standard deviation (``result.uncertainty``). ``guide`` ("registration",
+    the default, or "none") and ``guide_strength`` say where the sampler starts (see
+    :data:`calid.calid_fill.GUIDES`).
     """
     from calid.validate import check_fits_in_memory, validate_volume
 
@@ -236,7 +248,7 @@ def reconstruct(
     method, notes = resolve_method(method, model)
     fill = _fill_function(method)
     mode, mode_notes = resolve_mode(mode, method, volume, model)
-    options = diffusion_options(method, steps, samples, seed, device, model, order, mode)
+    options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength)
     progress = as_progress(progress)
     started = time.perf_counter()
 
@@ -266,4 +278,5 @@ def reconstruct(
         seconds=time.perf_counter() - started,
         stage_seconds=dict(progress.stage_seconds),
         notes=notes + mode_notes,
+        sampler={key: value for key, value in options.items() if key not in ("device", "seed")},
     )

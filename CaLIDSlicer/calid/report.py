@@ -43,6 +43,7 @@ def report_dict(result: ReconstructionResult, source: Path | None = None, output
         "mode": result.mode,
         "factor": result.factor,
         "seed": result.seed,
+        "sampler": {k: str(v) if isinstance(v, Path) else v for k, v in result.sampler.items()},
         "acquired_slices": list(dense.acquired),
         "synthesized_slices": list(dense.synthesized),
         "geometry": _geometry(dense),

@@ -24,6 +24,7 @@ class SamplerSettings:
     temperature: float = 1.0
     chunk: int = 32
     order: str = "parallel"
+    strength: float = 1.0  # where a guided start enters the noise schedule (1: pure noise, no guide used)
 
     def __post_init__(self) -> None:
         for name in ("steps", "samples", "chunk"):
@@ -34,6 +35,8 @@ class SamplerSettings:
             raise ValueError(f"eta and temperature must be >= 0, not {self.eta} and {self.temperature}")
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {self.order!r}")
+        if not 0 < self.strength <= 1:
+            raise ValueError(f"strength must be in (0, 1], not {self.strength!r}")
 
 
 def _denoise_chunk(denoiser, scheduler, context, fraction, gap_mm, noise, settings, model_kwargs) -> torch.Tensor:
@@ -45,20 +48,35 @@ def _denoise_chunk(denoiser, scheduler, context, fraction, gap_mm, noise, settin
     return latents
 
 
-def trailing_schedule(scheduler, steps: int):
-    """DDIM timesteps T-1, T-1-T/steps, ... spaced exactly as the scheduler's step() assumes.
+def trailing_schedule(scheduler, steps: int, strength: float = 1.0):
+    """DDIM timesteps S-1, S-1-S/steps, ... (S = strength * T) spaced exactly as the scheduler's step() assumes.
 
     MONAI spaces its timesteps with linspace(0, T-1) while ``step()`` moves to
     ``t - T // steps``: with 2 or more steps the noise level after a step does not match
     the next timestep (2 steps visit t = 999 then t = 0 but step to t = 499). Trailing
-    spacing starts from pure noise and keeps every step consistent.
+    spacing starts from pure noise and keeps every step consistent. ``strength`` < 1
+    starts part of the way down (a guided start, see :func:`sample_latents`); the stride
+    S // steps must be one that ``step()`` can take (T // (T // stride) == stride).
     """
-    if steps > scheduler.num_train_timesteps:
-        raise ValueError(f"steps must be at most {scheduler.num_train_timesteps}, not {steps}")
-    scheduler.set_timesteps(steps)
-    ratio = scheduler.num_train_timesteps // steps
-    scheduler.timesteps = torch.arange(scheduler.num_train_timesteps - 1, -1, -ratio)[:steps]
+    total = scheduler.num_train_timesteps
+    span = round(strength * total)
+    if not 0 < strength <= 1 or span < 1:
+        raise ValueError(f"strength must be in (0, 1], not {strength!r}")
+    if steps > span:
+        raise ValueError(f"steps must be at most {span} (strength {strength:g} of {total} timesteps), not {steps}")
+    ratio = span // steps
+    if total // (total // ratio) != ratio:
+        raise ValueError(f"{steps} steps from strength {strength:g} make strides of {ratio} timesteps, which the "
+                         f"scheduler cannot take; choose other steps (e.g. 1, 2 or 4 for strength 0.5)")
+    scheduler.set_timesteps(total // ratio)  # step() then moves by exactly `ratio`
+    scheduler.timesteps = torch.arange(span - 1, -1, -ratio)[:steps]
     return scheduler
+
+
+def guided_start(scheduler, guide: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The noisy latent at the schedule's first timestep whose clean part is ``guide`` (SDEdit)."""
+    alpha = scheduler.alphas_cumprod[int(scheduler.timesteps[0])].to(guide.device, guide.dtype)
+    return alpha.sqrt() * guide + (1 - alpha).sqrt() * noise.to(guide.device, guide.dtype)
 
 
 @torch.no_grad()
@@ -71,23 +89,30 @@ def sample_latents(
     generator: torch.Generator,
     on_chunk: Callable[[], None] | None = None,
     model_kwargs: dict | None = None,
+    guide: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(samples, N, C, h, w) latents for N missing slices given context (N, 2k, C, h, w).
 
     ``model_kwargs`` go to every denoiser call (the 2D+T model's ``frames``; chunks must
-    then hold whole clips, i.e. ``settings.chunk`` a multiple of it).
+    then hold whole clips, i.e. ``settings.chunk`` a multiple of it). ``guide`` (N, C, h, w),
+    when given, is a first estimate of each latent: sampling starts at ``settings.strength``
+    of the way up the noise schedule from the guide noised to that level instead of from
+    pure noise, so the denoiser refines the estimate rather than drawing from scratch.
     """
     count, _, channels, height, width = context.shape
     # all noise drawn first, on CPU, so results do not depend on chunking or device
     noise = torch.randn((settings.samples, count, channels, height, width), generator=generator) * settings.temperature
-    scheduler = trailing_schedule(denoiser.make_scheduler(), settings.steps)
+    strength = settings.strength if guide is not None else 1.0
+    scheduler = trailing_schedule(denoiser.make_scheduler(), settings.steps, strength)
     out = torch.empty_like(noise, device=context.device)
     for sample in range(settings.samples):
         for start in range(0, count, settings.chunk):
             part = slice(start, start + settings.chunk)
+            initial = noise[sample, part].to(context.device)
+            if guide is not None:
+                initial = guided_start(scheduler, guide[part].to(context.device), initial)
             out[sample, part] = _denoise_chunk(
-                denoiser, scheduler, context[part], fraction[part], gap_mm[part], noise[sample, part].to(context.device), settings,
-                model_kwargs or {},
+                denoiser, scheduler, context[part], fraction[part], gap_mm[part], initial, settings, model_kwargs or {},
             )
             if on_chunk is not None:
                 on_chunk()
@@ -122,30 +147,35 @@ def fill_latents(
     on_chunk: Callable[[], None] | None = None,
     gaps: range | None = None,
     temporal: bool = False,
+    guide: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[int]]:
     """Latents of the missing slices of stacks ``acquired`` (B, Z, C, h, w) -> ((samples, B, M, C, h, w), dense indices).
 
     ``gaps`` limits the work to those gaps (memory is then bounded by their count).
     ``temporal``: B is the frames of one cine and the denoiser sees each missing slice
-    at all of them at once (clips of B frames; parallel order only).
+    at all of them at once (clips of B frames; parallel order only). ``guide``
+    (B, M, C, h, w): first estimates of the missing latents (see :func:`sample_latents`).
     """
     batch, count = acquired.shape[:2]
     k = denoiser.neighbours
     contexts, fractions, targets = gap_requests(count, factor, k, gaps)
     if not targets:
         return acquired.new_zeros((settings.samples, batch, 0, *acquired.shape[2:])), []
+    if guide is not None and guide.shape[:2] != (batch, len(targets)):
+        raise ValueError(f"guide must hold ({batch}, {len(targets)}) latents, not {tuple(guide.shape[:2])}")
     if temporal:
-        return _temporal(denoiser, acquired, contexts, fractions, gap_mm, settings, generator, on_chunk), targets
+        return _temporal(denoiser, acquired, contexts, fractions, gap_mm, settings, generator, on_chunk, guide), targets
     if settings.order == "parallel":
         context = acquired[:, contexts].flatten(0, 1)  # (B*M, 2k, C, h, w)
         fraction = torch.tensor(fractions, device=acquired.device).repeat(batch)
         gaps_mm = torch.full_like(fraction, float(gap_mm))
-        latents = sample_latents(denoiser, context, fraction, gaps_mm, settings, generator, on_chunk)
+        flat_guide = guide.flatten(0, 1) if guide is not None else None
+        latents = sample_latents(denoiser, context, fraction, gaps_mm, settings, generator, on_chunk, guide=flat_guide)
         return latents.unflatten(1, (batch, len(targets))), targets
-    return _autoregressive(denoiser, acquired, factor, gap_mm, settings, generator, on_chunk, gaps), targets
+    return _autoregressive(denoiser, acquired, factor, gap_mm, settings, generator, on_chunk, gaps, guide), targets
 
 
-def _temporal(denoiser, acquired, contexts, fractions, gap_mm, settings, generator, on_chunk) -> torch.Tensor:
+def _temporal(denoiser, acquired, contexts, fractions, gap_mm, settings, generator, on_chunk, guide=None) -> torch.Tensor:
     """Clip-major batches: every frame of one missing slice together, whole clips per chunk."""
     if settings.order != "parallel":
         raise ValueError("the 2D+T sampler fills all missing slices in parallel; order 'autoregressive' is for 3D mode")
@@ -154,25 +184,30 @@ def _temporal(denoiser, acquired, contexts, fractions, gap_mm, settings, generat
     fraction = torch.tensor(fractions, device=acquired.device).repeat_interleave(frames)
     gaps_mm = torch.full_like(fraction, float(gap_mm))
     clip_settings = replace(settings, chunk=frames * max(1, settings.chunk // frames))
-    latents = sample_latents(denoiser, context, fraction, gaps_mm, clip_settings, generator, on_chunk, {"frames": frames})
+    clip_guide = guide.transpose(0, 1).flatten(0, 1) if guide is not None else None  # (M*T, C, h, w) like context
+    latents = sample_latents(denoiser, context, fraction, gaps_mm, clip_settings, generator, on_chunk, {"frames": frames}, clip_guide)
     return latents.unflatten(1, (len(contexts), frames)).transpose(1, 2)  # (S, T, M, C, h, w)
 
 
-def _autoregressive(denoiser, acquired, factor, gap_mm, settings, generator, on_chunk=None, gaps: range | None = None) -> torch.Tensor:
+def _autoregressive(denoiser, acquired, factor, gap_mm, settings, generator, on_chunk=None, gaps: range | None = None,
+                    guide: torch.Tensor | None = None) -> torch.Tensor:
     """Fill each gap left to right: slice m is conditioned on slice m-1 (made just before) and the next acquired one."""
     batch, count = acquired.shape[:2]
     k = denoiser.neighbours
     gaps = gaps if gaps is not None else range(count - 1)
     base = acquired[:, [neighbour_indices(g, count, k) for g in gaps]]  # (B, G, 2k, C, h, w)
     base = base.unsqueeze(0).repeat(settings.samples, 1, 1, 1, 1, 1, 1).flatten(0, 2)  # (S*B*G, 2k, ...)
-    single = SamplerSettings(settings.steps, 1, settings.eta, settings.temperature, settings.chunk)
+    if guide is not None:  # (B, G*(factor-1), ...) -> per step (S*B*G, ...) like base
+        guide = guide.unflatten(1, (len(gaps), factor - 1)).unsqueeze(0).expand(settings.samples, -1, -1, -1, -1, -1, -1)
+    single = replace(settings, samples=1, order="parallel")
     made = []
     for step in range(1, factor):
         # the previous slice sits at (step-1)/factor; the remaining distance to the next acquired one shrinks
         remaining = (factor - step + 1) / factor
         fraction = torch.full((base.shape[0],), (1 / factor) / remaining, device=acquired.device)
         gap = torch.full_like(fraction, float(gap_mm) * remaining)
-        latents = sample_latents(denoiser, base, fraction, gap, single, generator, on_chunk)[0]
+        step_guide = guide[:, :, :, step - 1].flatten(0, 2) if guide is not None else None
+        latents = sample_latents(denoiser, base, fraction, gap, single, generator, on_chunk, guide=step_guide)[0]
         made.append(latents)
         base = base.clone()
         base[:, k - 1] = latents

@@ -29,7 +29,7 @@ def test_reconstruct_writes_volume_and_report(tmp_path, oblique_stack, capsys):
     assert dense.n_slices == 2 * oblique_stack.n_slices - 1
     np.testing.assert_array_equal(dense.array[::2], oblique_stack.array)
     report = json.loads((tmp_path / "dense.calid.json").read_text())
-    assert report["method"] == "linear" and report["factor"] == 2
+    assert report["method"] == "linear" and report["factor"] == 2 and report["sampler"] == {}
     assert report["synthesized_slices"] == list(range(1, dense.n_slices, 2))
     assert report["acquired_slices"] == list(range(0, dense.n_slices, 2))
     assert "wrote" in capsys.readouterr().out

@@ -65,6 +65,10 @@ def test_spacing_chooses_the_factor(oblique_stack):
         ({"factor": 2, "spacing": 5.0}, "exactly one of factor"),
         ({"factor": 2, "method": "magic"}, "method must be one of"),
         ({"factor": 2, "method": "linear", "samples": 4}, "apply to the calid method only"),
+        ({"factor": 2, "method": "registration", "guide": "none"}, "guide apply to the calid method only"),
+        ({"factor": 2, "method": "calid", "guide": "optical-flow"}, "guide must be one of registration, none"),
+        ({"factor": 2, "method": "calid", "guide_strength": 0.7}, "guide strength 0.7 with 2 steps"),
+        ({"factor": 2, "method": "calid", "guide_strength": "half"}, "guide_strength must be a number"),
         ({"factor": 2, "method": "linear", "mode": "sideways"}, "mode must be"),
         ({"factor": 2, "method": "linear", "mode": "2dt"}, "needs a cine"),
     ],
@@ -110,7 +114,21 @@ def test_bundled_calid_model_keeps_measured_slices_and_geometry(oblique_stack, o
     np.testing.assert_array_equal(dense.array[::2], oblique_stack.array)
     assert dense.synthesized == tuple(range(1, dense.n_slices, 2))
     assert np.allclose(dense.slice_positions()[::2], oblique_stack.slice_positions())
-    assert set(result.stage_seconds) >= {"encode", "sample", "decode"}
+    assert set(result.stage_seconds) >= {"encode", "register", "sample", "decode"}
+    assert result.sampler == {"steps": 2, "samples": 1, "model": None, "order": order, "mode": "3d",
+                              "guide": "registration", "guide_strength": 0.5}
+
+
+def test_calid_without_guide_starts_from_noise_and_says_so(oblique_stack):
+    import calid.reconstruction as rec
+
+    if not rec.calid_model_available():
+        pytest.skip("the bundled CaLID model is not installed")
+    guided = reconstruct(oblique_stack, factor=2, method="calid", seed=3)
+    unguided = reconstruct(oblique_stack, factor=2, method="calid", seed=3, guide="none")
+    assert unguided.sampler["guide"] == "none" and "register" not in unguided.stage_seconds
+    np.testing.assert_array_equal(guided.volume.array[::2], unguided.volume.array[::2])
+    assert np.abs(guided.volume.array[1::2].astype(float) - unguided.volume.array[1::2]).max() > 0
 
 
 def test_calid_samples_give_an_uncertainty_map_that_is_zero_on_measured_slices(oblique_stack):

@@ -134,3 +134,115 @@ def test_timesteps_start_from_pure_noise_and_match_the_step_size(denoiser, steps
     assert scheduler.timesteps.tolist() == expected
     ratio = scheduler.num_train_timesteps // steps
     assert all(a - b == ratio for a, b in zip(expected, expected[1:]))
+
+
+class TrustingDenoiser(torch.nn.Module):
+    """Predicts the clean latent as noisy / sqrt(alpha_bar_t): right whenever the start held no noise.
+
+    With temperature 0 a guided start is sqrt(alpha_bar) * guide, so the sampler must return
+    each guide in its own slot: this checks the guide's ordering in every sampler path.
+    """
+
+    neighbours = 2
+    prediction_type = "sample"
+
+    def __init__(self, timesteps: int = 1000) -> None:
+        super().__init__()
+        self.base = SliceDenoiser(**{**TINY_DENOISER, "num_train_timesteps": timesteps})
+        self.alphas = self.base.make_scheduler().alphas_cumprod
+        self.calls: list[tuple[int, torch.Tensor]] = []
+
+    def make_scheduler(self):
+        return self.base.make_scheduler()
+
+    def forward(self, noisy, timesteps, context, fraction, gap_mm, frames=None):
+        t = int(timesteps[0])
+        self.calls.append((t, noisy.clone()))
+        return noisy / self.alphas[t].sqrt()
+
+
+@pytest.mark.parametrize("strength, steps, expected", [
+    (0.5, 1, [499]), (0.5, 2, [499, 249]), (0.5, 4, [499, 374, 249, 124]), (1.0, 3, [999, 666, 333]),
+])
+def test_guided_schedule_starts_part_way_and_steps_match_the_scheduler(strength, steps, expected):
+    scheduler = trailing_schedule(TrustingDenoiser().make_scheduler(), steps, strength)
+    assert scheduler.timesteps.tolist() == expected
+    stride = scheduler.num_train_timesteps // scheduler.num_inference_steps  # what step() moves by
+    assert all(a - b == stride for a, b in zip(expected, expected[1:]))
+    assert expected[-1] - stride < stride  # the last step lands at (or next to) the clean end
+
+
+@pytest.mark.parametrize("strength, steps, message", [(0.0, 2, "strength"), (1.5, 2, "strength"), (0.7, 2, "strides")])
+def test_guided_schedule_refuses_starts_the_scheduler_cannot_take(strength, steps, message):
+    with pytest.raises(ValueError, match=message):
+        trailing_schedule(TrustingDenoiser().make_scheduler(), steps, strength)
+
+
+def test_guided_start_is_the_guide_noised_to_the_first_timestep():
+    model = TrustingDenoiser()
+    guide, context = torch.randn(3, 2, 6, 6), torch.randn(3, 4, 2, 6, 6)
+    settings = SamplerSettings(steps=2, temperature=1.0, strength=0.5)
+    sample_latents(model, context, torch.full((3,), 0.5), torch.full((3,), 20.0), settings, torch.Generator().manual_seed(0),
+                   guide=guide)
+    first_t, first_input = model.calls[0]
+    noise = torch.randn((1, 3, 2, 6, 6), generator=torch.Generator().manual_seed(0))[0]
+    alpha = model.alphas[499]
+    assert first_t == 499 and [t for t, _ in model.calls] == [499, 249]
+    torch.testing.assert_close(first_input, alpha.sqrt() * guide + (1 - alpha).sqrt() * noise)
+
+
+@pytest.mark.parametrize("order, temporal", [("parallel", False), ("autoregressive", False), ("parallel", True)])
+def test_a_noise_free_guide_comes_back_in_its_own_slot(order, temporal):
+    acquired = torch.randn(3, 4, 2, 6, 6)
+    guide = torch.randn(3, 6, 2, 6, 6)  # 3 gaps x 2 missing slices (factor 3), per stack or frame
+    settings = SamplerSettings(steps=2, temperature=0.0, strength=0.5, order=order, chunk=4)
+    latents, targets = fill_latents(TrustingDenoiser(), acquired, 3, 10.0, settings, torch.Generator().manual_seed(0),
+                                    temporal=temporal, guide=guide)
+    assert targets == [1, 2, 4, 5, 7, 8]
+    torch.testing.assert_close(latents[0], guide, rtol=1e-4, atol=1e-4)
+
+
+def test_fill_latents_refuses_a_guide_of_the_wrong_shape():
+    with pytest.raises(ValueError, match="guide must hold"):
+        fill_latents(TrustingDenoiser(), torch.randn(1, 3, 2, 6, 6), 2, 10.0, SamplerSettings(steps=1, strength=0.5),
+                     torch.Generator(), guide=torch.randn(1, 3, 2, 6, 6))
+
+
+def test_registration_guide_encodes_the_registration_baselines_slices():
+    """With an identity 'autoencoder' the guide is exactly the registration baseline's normalised missing slices."""
+    from calid.baselines import interpolate
+    from calid.calid_fill import registration_guide
+    from calid.phantom import make_phantom
+    from calid.preprocess import normalise
+
+    class Identity:
+        def encode(self, images):
+            return images
+
+    stack = make_phantom(n_slices=4, size=(40, 40), seed=3, n_frames=1).image.array[0].astype(np.float32)
+    scale = float(np.percentile(stack, 99.5))
+    spacing = (1.5, 1.5, 10.0)
+    guide = registration_guide(Identity(), stack[None], scale, 3, spacing, range(1, 3), "cpu", Progress("none"))
+    dense = interpolate(stack, 3, method="registration", spacing=spacing)
+    assert guide.shape == (1, 4, 1, 40, 40)
+    np.testing.assert_allclose(guide[0, :, 0].numpy(), normalise(dense[[4, 5, 7, 8]], scale), atol=1e-6)
+
+
+def test_fill_guided_by_registration_differs_from_unguided_and_names_its_stage(model_dir):
+    array = np.random.default_rng(2).uniform(0, 500, size=(1, 3, 12, 12)).astype(np.float32)
+    kwargs = {"steps": 2, "seed": 0, "device": "cpu", "model": model_dir}
+    progress = Progress("none")
+    guided, _ = fill(array, 2, (1.5, 1.5, 10.0), progress, guide="registration", guide_strength=0.5, **kwargs)
+    unguided, _ = fill(array, 2, (1.5, 1.5, 10.0), Progress("none"), guide="none", **kwargs)
+    np.testing.assert_array_equal(guided[:, ::2], unguided[:, ::2])
+    assert np.abs(guided[:, 1::2] - unguided[:, 1::2]).max() > 1e-3
+    assert "register" in progress.stage_seconds
+
+
+@pytest.mark.parametrize("guide, strength, message", [("flow", 0.5, "guide must be one of"), ("registration", 0.7, "strides")])
+def test_fill_refuses_an_unknown_guide_or_a_start_it_cannot_take(model_dir, guide, strength, message):
+    from calid.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        fill(np.ones((1, 2, 8, 8), np.float32), 2, (1, 1, 1), Progress("none"), steps=2, device="cpu", model=model_dir,
+             guide=guide, guide_strength=strength)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from calid.commands.argtypes import comma_list, positive_int
+from calid.commands.reconstruct import add_guide_arguments
 
 HELP = "score methods by dropping real slices and rebuilding them (PSNR, SSIM, Dice)"
 DESCRIPTION = (
@@ -41,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--steps", type=positive_int, help="diffusion sampling steps (diffusion methods only)")
     parser.add_argument("--samples", type=positive_int, help="diffusion samples averaged (diffusion methods only)")
+    add_guide_arguments(parser)
     parser.add_argument("--phantom-count", type=positive_int, default=4, metavar="N",
                         help="with DATA 'phantom': how many seeded phantoms (default 4)")
     parser.add_argument("--phantom-frames", type=positive_int, default=1, metavar="T",
@@ -73,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     cases = find_cases(args.data, args.split, phantom_count=args.phantom_count,
                        phantom_options=_phantom_options(args))
     cases = cases[: args.limit] if args.limit else cases
-    options = {"seed": args.seed, "device": args.device, "steps": args.steps, "samples": args.samples}
+    options = {"seed": args.seed, "device": args.device, "steps": args.steps, "samples": args.samples,
+               "guide": args.guide, "guide_strength": args.guide_strength}
     evaluation = evaluate(cases, args.methods, args.keep_every, args.frames, options, progress=args.progress)
     evaluation.settings.update(data=str(args.data), split=args.split, limit=args.limit)
     written = [str(p) for p in (args.csv, args.json) if p is not None]

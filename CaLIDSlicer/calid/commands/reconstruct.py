@@ -14,6 +14,8 @@ DESCRIPTION = (
     "RANK/WORLD_SIZE) splits the cases between processes."
 )
 
+from calid.calid_fill import DEFAULT_GUIDE_STRENGTH, GUIDES
+
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
 
 
@@ -30,10 +32,19 @@ def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, help="diffusion samples averaged; >1 gives an uncertainty map")
     parser.add_argument("--order", choices=("parallel", "autoregressive"),
                         help="CaLID only: sample all missing slices at once (default) or one after another")
+    add_guide_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed (recorded in the report)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--progress", default="bar", choices=("bar", "json", "none"),
                         help="json: one JSON object per line on stdout (for the Slicer module)")
+
+
+def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the CaLID sampler starts (reconstruct, demo, evaluate, bench)."""
+    parser.add_argument("--guide", choices=GUIDES,
+                        help="CaLID only: start the sampler from the registration-based estimate (default) or from noise")
+    parser.add_argument("--guide-strength", type=float, metavar="S",
+                        help=f"CaLID only: fraction of the noise schedule the guided start enters at (default {DEFAULT_GUIDE_STRENGTH})")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +76,8 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
         "steps": args.steps,
         "samples": args.samples,
         "order": args.order,
+        "guide": args.guide,
+        "guide_strength": args.guide_strength,
         "progress": args.progress,
     }
     if args.spacing is not None:

@@ -47,7 +47,9 @@ class CaLIDSlicer(ScriptedLoadableModule):
             "Reconstructs a dense cardiac MR volume from the sparse short-axis slices a clinical scan "
             "acquires (8-10 mm apart), for a 3D stack or a whole cine (2D+T). Acquired slices pass through "
             "unchanged; the synthesised ones are listed in the output's node attribute "
-            f"<code>{SYNTHESIZED_ATTRIBUTE}</code> and in the results table. Without an installed CaLID model "
+            f"<code>{SYNTHESIZED_ATTRIBUTE}</code> and in the results table. Each synthesised slice starts from "
+            "its two neighbours morphed into each other (registration) and is refined by the diffusion model. "
+            "Without an installed CaLID model "
             "the best classical interpolation is used, and the results say so. The same engine runs on the "
             "command line: <code>calid reconstruct IN -o OUT --factor 4</code>."
         )

@@ -237,17 +237,20 @@ def registration_guide(autoencoder, source: np.ndarray, scale: float, factor: in
     frames, _, height, width = source.shape
     fractions = np.arange(1, factor) / factor
     images = np.empty((frames, len(gaps) * (factor - 1), height, width), np.float32)
-    with progress.stage("register", frames * len(gaps)) as stage:
+    flat = images.reshape(-1, height, width)
+    chunk = decode_chunk(height, width)
+    latents = []
+    # one stage for morphing and encoding, so the report's stage times add up to the run's
+    with progress.stage("register", frames * len(gaps) + -(-flat.shape[0] // chunk)) as stage:
         for t in range(frames):
             for i, gap in enumerate(gaps):
                 morphed = morph_between(source[t, gap].astype(np.float32), source[t, gap + 1].astype(np.float32), fractions,
                                         (float(spacing[0]), float(spacing[1])))
                 images[t, i * (factor - 1) : (i + 1) * (factor - 1)] = normalise(morphed, scale)
                 stage.advance()
-    flat = images.reshape(-1, height, width)
-    chunk = decode_chunk(height, width)
-    latents = [autoencoder.encode(torch.from_numpy(flat[first : first + chunk])[:, None].to(device)).float()
-               for first in range(0, flat.shape[0], chunk)]
+        for first in range(0, flat.shape[0], chunk):
+            latents.append(autoencoder.encode(torch.from_numpy(flat[first : first + chunk])[:, None].to(device)).float())
+            stage.advance()
     return torch.cat(latents).unflatten(0, (frames, images.shape[1]))
 
 

@@ -261,3 +261,88 @@ def test_denoiser_fine_tuning_with_the_trajectory_objective_starts_from_the_give
     with pytest.raises(ValueError, match="prediction sample"):
         main(["train", "denoiser", "--data", str(data), "--out", str(tmp_path / "bad"), "--steps", "1", "--prediction", "epsilon",
               "--objective", "trajectory", "--cache-dir", str(tmp_path / "cache")])
+
+
+def test_guide_rows_cover_every_training_example_once():
+    from calid.train.guides import guide_row, guide_rows
+
+    rows = guide_rows(7)
+    assert len(rows) == len(set(rows)) == 5 * 1 + 4 * 2 + 3 * 3  # gaps 2, 3, 4 with 1, 2, 3 targets
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        first, target, gap = training_example(7, generator)
+        assert rows[guide_row(7, first, target, gap)] == (first, gap, target - first)
+
+
+def test_stack_guides_are_the_registration_morphs_of_the_acquired_pair():
+    from calid.registration import morph_between
+    from calid.train.guides import guide_row, stack_guides
+
+    slices = synthetic_stacks(1)[0].slices.astype(np.float32)
+    guides = stack_guides(slices, (1.5, 1.5))
+    expected = morph_between(slices[1], slices[4], np.array([1 / 3, 2 / 3]), (1.5, 1.5))
+    np.testing.assert_allclose(guides[guide_row(5, 1, 3, 3)], expected[1], atol=1e-6)
+    np.testing.assert_allclose(guides[guide_row(5, 0, 1, 2)], morph_between(slices[0], slices[2], np.array([0.5]), (1.5, 1.5))[0],
+                               atol=1e-6)
+
+
+def test_guided_batches_carry_the_guide_of_each_example_turned_like_its_target():
+    from calid.train.denoiser import LatentStack, latent_batch
+    from calid.train.guides import guide_row, guide_rows
+
+    stacks = latent_stacks()
+    # guide = target + 1 exactly, so a correctly drawn, cropped and turned guide differs from the target by 1
+    guides = []
+    for stack in stacks:
+        rows = guide_rows(stack.latents.shape[0])
+        values = np.stack([stack.latents[first + step] for first, _, step in rows]).astype(np.float32) + 1
+        guides.append(LatentStack(values.astype(np.float16), stack.slice_spacing, stack.source))
+    guides[1] = None  # a stack without guides is never drawn
+    assert guide_row(6, 0, 1, 2) == 0
+    for seed in range(10):
+        target, context, fraction, gap_mm, guide = latent_batch(stacks, 4, 4, 2, torch.Generator().manual_seed(seed),
+                                                               augment=True, guides=guides)
+        torch.testing.assert_close(guide - target, torch.ones_like(target), atol=2e-2, rtol=0)
+
+
+def test_guided_trajectory_starts_from_the_noised_guide():
+    from calid.calid_fill import DEFAULT_GUIDE_STRENGTH
+    from calid.models.denoiser import SliceDenoiser
+    from calid.sampling import trailing_schedule
+    from calid.train.denoiser import latent_batch, trajectory_loss
+
+    model = SliceDenoiser(latent_channels=4, neighbours=2, channels=[8, 8], norm_num_groups=4)
+    scheduler = trailing_schedule(model.make_scheduler(), 2, DEFAULT_GUIDE_STRENGTH)
+    batch = latent_batch(latent_stacks(), 3, 4, 2, torch.Generator().manual_seed(0))
+    guide = torch.randn_like(batch[0])
+    seen = []
+
+    def record(latents, steps, *rest):
+        seen.append((int(steps[0]), latents.clone()))
+        return batch[0]
+
+    loss, _ = trajectory_loss(record, scheduler, batch, guide=guide)
+    assert float(loss) == 0.0 and [step for step, _ in seen] == [499, 249]
+    torch.testing.assert_close(seen[0][1], scheduler.alphas_cumprod[499].sqrt() * guide)
+
+
+@pytest.mark.slow
+def test_denoiser_training_with_the_guided_objective_caches_guides_and_trains(tmp_path):
+    from calid.cli import main
+    from calid.models.denoiser import SliceDenoiser
+    from calid.weights import ModelConfig, load_model, save_model
+
+    torch.manual_seed(0)
+    vae = save_model(SliceAutoencoder(**TINY_VAE), ModelConfig("tiny-vae", "1", "vae", "calid-vae", TINY_VAE), tmp_path / "vae", "# t")
+    tiny = {"latent_channels": 2, "neighbours": 2, "channels": [8, 8], "num_res_blocks": 1, "norm_num_groups": 4,
+            "prediction_type": "sample"}
+    start = save_model(SliceDenoiser(**tiny), ModelConfig("start", "1", "denoiser", "calid-denoiser", tiny), tmp_path / "start", "# s")
+    data = write_nifti_folder(tmp_path / "data", ["patient001_ED.nii.gz", "patient013_ED.nii.gz"])
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    code = main(["train", "denoiser", "--data", str(data), "--out", str(out), "--steps", "2", "--batch", "2", "--crop", "16",
+                 "--vae", str(vae), "--init", str(start), "--objective", "guided", "--lr", "1e-5", "--cache-dir", str(cache)])
+    assert code == 0
+    assert len(list(cache.glob("guides-train-*-every1.npz"))) == 1 and len(list(cache.glob("guides-val-*.npz"))) == 1
+    tuned, _ = load_model(out / "model")
+    original, _ = load_model(start)
+    assert max(float((p - original.state_dict()[name]).abs().max()) for name, p in tuned.state_dict().items()) > 0

@@ -74,26 +74,34 @@ def context_indices(first: int, gap: int, count: int, neighbours: int) -> list[i
 
 
 def latent_batch(stacks: list[LatentStack], batch: int, crop: int, neighbours: int, generator: torch.Generator,
-                 augment: bool = False):
-    """(target, context, fraction, gap_mm) for ``batch`` random examples; crop in latent pixels.
+                 augment: bool = False, guides: list[LatentStack | None] | None = None):
+    """(target, context, fraction, gap_mm[, guide]) for ``batch`` random examples; crop in latent pixels.
 
     Files are drawn uniformly first, then a frame, so long cines do not drown 3D volumes.
     ``augment``: each example in one of the 8 flips/quarter turns (see :func:`orient`).
+    ``guides`` (per stack, from :func:`calid.train.guides.build_guides`): draw only stacks that
+    have them and also return each example's registration-guide latent, cropped and turned alike.
     """
+    from calid.train.guides import guide_row
+
     files: dict[str, list[int]] = {}
     for index, stack in enumerate(stacks):
-        if stack.latents.shape[0] >= 3:
+        if stack.latents.shape[0] >= 3 and (guides is None or guides[index] is not None):
             files.setdefault(stack.source.split("#")[0], []).append(index)
     groups = list(files.values())
-    targets, contexts, fractions, gaps = [], [], [], []
+    targets, contexts, fractions, gaps, starts = [], [], [], [], []
     for _ in range(batch):
         group = groups[int(torch.randint(len(groups), (1,), generator=generator))]
-        stack = stacks[group[int(torch.randint(len(group), (1,), generator=generator))]]
+        index = group[int(torch.randint(len(group), (1,), generator=generator))]
+        stack = stacks[index]
         count, _, height, width = stack.latents.shape
         first, target, gap = training_example(count, generator)
         size = min(crop, height, width)
         top, left = centred_crop_box(height, width, size, generator)
         window = stack.latents[:, :, top : top + size, left : left + size]
+        if guides is not None:  # the guide rides along as one more slice, so crop and turn match
+            guide = guides[index].latents[guide_row(count, first, target, gap)]
+            window = np.concatenate([window, guide[None, :, top : top + size, left : left + size]])
         window = torch.from_numpy(window.astype(np.float32))
         if size < crop:
             window = torch.nn.functional.pad(window, (0, crop - size, 0, crop - size), mode="replicate")
@@ -102,7 +110,9 @@ def latent_batch(stacks: list[LatentStack], batch: int, crop: int, neighbours: i
         contexts.append(window[context_indices(first, gap, count, neighbours)])
         fractions.append((target - first) / gap)
         gaps.append(gap * stack.slice_spacing)
-    return torch.stack(targets), torch.stack(contexts), torch.tensor(fractions), torch.tensor(gaps)
+        starts.append(window[-1])
+    drawn = (torch.stack(targets), torch.stack(contexts), torch.tensor(fractions), torch.tensor(gaps))
+    return drawn if guides is None else (*drawn, torch.stack(starts))
 
 
 def orient(window: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -117,17 +127,17 @@ def orient(window: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def diffusion_batch(stacks: list[LatentStack], batch: int, crop: int, neighbours: int, timesteps: int, generator: torch.Generator,
-                    augment: bool = False):
-    """A latent batch plus its noise and timesteps, all drawn from ``generator`` (reproducible)."""
-    target, context, fraction, gap_mm = latent_batch(stacks, batch, crop, neighbours, generator, augment)
-    noise = torch.randn(target.shape, generator=generator)
+                    augment: bool = False, guides: list[LatentStack | None] | None = None):
+    """A latent batch plus its noise and timesteps (and, with ``guides``, each example's guide last), all drawn from ``generator``."""
+    drawn = latent_batch(stacks, batch, crop, neighbours, generator, augment, guides)
+    noise = torch.randn(drawn[0].shape, generator=generator)
     steps = torch.randint(0, timesteps, (batch,), generator=generator)
-    return target, context, fraction, gap_mm, noise, steps
+    return (*drawn[:4], noise, steps, *drawn[4:])
 
 
 def denoiser_loss(model: torch.nn.Module, scheduler, batch, prediction_type: str, **model_kwargs) -> tuple[torch.Tensor, dict]:
     """MSE of the network's prediction (x0, noise or v) at the drawn diffusion timesteps."""
-    target, context, fraction, gap_mm, noise, timesteps = batch
+    target, context, fraction, gap_mm, noise, timesteps = batch[:6]
     noisy = scheduler.add_noise(target, noise, timesteps)
     prediction = model(noisy, timesteps, context, fraction, gap_mm, **model_kwargs)
     if prediction_type == "sample":
@@ -139,16 +149,21 @@ def denoiser_loss(model: torch.nn.Module, scheduler, batch, prediction_type: str
     return torch.nn.functional.mse_loss(prediction, goal), {}
 
 
-def trajectory_loss(model: torch.nn.Module, scheduler, batch, extra_error=None, **model_kwargs) -> tuple[torch.Tensor, dict]:
+def trajectory_loss(model: torch.nn.Module, scheduler, batch, extra_error=None, guide: torch.Tensor | None = None,
+                    **model_kwargs) -> tuple[torch.Tensor, dict]:
     """Error of the x0 estimate at every step of the deterministic sampler, on the inputs it really sees.
 
     Inference starts from zeros (temperature 0) and takes few DDIM steps (``scheduler``'s
     timesteps), inputs that noise-level training never shows; here each step is fed the
     (detached) result of the step before. ``extra_error(estimate, target)`` adds a term
-    (the 2D+T model's frame-change error).
+    (the 2D+T model's frame-change error). ``guide``: start instead from the registration
+    guide noised to the first timestep, as the guided sampler does (``scheduler`` then
+    holds the guided schedule).
     """
+    from calid.sampling import guided_start
+
     target, context, fraction, gap_mm = batch[:4]
-    latents = torch.zeros_like(target)
+    latents = torch.zeros_like(target) if guide is None else guided_start(scheduler, guide, torch.zeros_like(target))
     total = target.new_zeros(())
     for timestep in scheduler.timesteps:
         steps = torch.full((target.shape[0],), int(timestep), dtype=torch.long, device=target.device)

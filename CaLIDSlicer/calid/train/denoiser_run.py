@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from calid.train.data import cached_stacks
+from calid.calid_fill import DEFAULT_GUIDE_STRENGTH
 from calid.reconstruction import DEFAULT_STEPS
 from calid.sampling import trailing_schedule
 from calid.train.denoiser import (LatentStack, denoiser_loss, diffusion_batch, encode_stacks, latent_batch, load_latents, save_latents,
@@ -42,9 +45,31 @@ def cached_latents(args: argparse.Namespace, split: str, context: DistributedCon
     return load_latents(path)
 
 
+def cached_guides(args: argparse.Namespace, split: str, context: DistributedContext) -> list[LatentStack | None]:
+    """Registration-guide latents of a split (see :mod:`calid.train.guides`), computed once per autoencoder."""
+    from calid.train.data import load_array_list, save_array_list
+    from calid.train.guides import build_guides
+    from calid.weights import WEIGHTS_FILE, load_model, sha256_of
+
+    vae_dir = autoencoder_dir(args)
+    key = sha256_of(vae_dir / WEIGHTS_FILE)[:12]
+    path = Path(args.cache_dir) / f"guides-{split}-{key}-every{args.guide_every}.npz"
+    if context.is_main and not path.is_file():
+        autoencoder, _ = load_model(vae_dir)
+        stacks = cached_stacks([str(d) for d in args.data], split, args.cache_dir)
+        guides = build_guides(autoencoder, stacks, [str(d) for d in args.data], args.guide_every)
+        empty = np.zeros((0,), np.float16)
+        save_array_list(path, [g.latents if g is not None else empty for g in guides],
+                        [s.slice_spacing for s in stacks], [s.source for s in stacks])
+    barrier(context)
+    return [LatentStack(array, spacing, source) if array.size else None for array, spacing, source in load_array_list(path)]
+
+
 @torch.no_grad()
-def validation_scores(model: torch.nn.Module, stacks: list[LatentStack], neighbours: int, steps: int = DEFAULT_STEPS) -> dict[str, float]:
-    """Latent MSE of DDIM samples vs the truth, and of linear blending, on fixed val examples."""
+def validation_scores(model: torch.nn.Module, stacks: list[LatentStack], neighbours: int, steps: int = DEFAULT_STEPS,
+                      guides: list[LatentStack | None] | None = None) -> dict[str, float]:
+    """Latent MSE of DDIM samples vs the truth, and of linear blending, on fixed val examples (guided too, with ``guides``)."""
+    from calid.calid_fill import DEFAULT_GUIDE_STRENGTH
     from calid.sampling import SamplerSettings, sample_latents
 
     generator = torch.Generator().manual_seed(1)
@@ -53,7 +78,14 @@ def validation_scores(model: torch.nn.Module, stacks: list[LatentStack], neighbo
     sampled = sample_latents(model, context, fraction, gap_mm, settings, generator)[0]
     weight = fraction.view(-1, 1, 1, 1)
     linear = (1 - weight) * context[:, neighbours - 1] + weight * context[:, neighbours]
-    return {"val_mse": float(((sampled - target) ** 2).mean()), "linear_mse": float(((linear - target) ** 2).mean())}
+    scores = {"val_mse": float(((sampled - target) ** 2).mean()), "linear_mse": float(((linear - target) ** 2).mean())}
+    if guides is not None:
+        generator = torch.Generator().manual_seed(1)
+        target, context, fraction, gap_mm, guide = latent_batch(stacks, 64, 16, neighbours, generator, guides=guides)
+        guided = replace(settings, strength=DEFAULT_GUIDE_STRENGTH)
+        sampled = sample_latents(model, context, fraction, gap_mm, guided, generator, guide=guide)[0]
+        scores.update(guided_mse=float(((sampled - target) ** 2).mean()), guide_mse=float(((guide - target) ** 2).mean()))
+    return scores
 
 
 def initial_denoiser(args: argparse.Namespace):
@@ -73,20 +105,24 @@ def initial_denoiser(args: argparse.Namespace):
 def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
     from calid.weights import ModelConfig, save_model
 
-    if args.objective == "trajectory" and args.prediction != "sample":
-        raise ValueError("--objective trajectory needs --prediction sample (the sampler's x0 estimates are what it scores)")
+    if args.objective in ("trajectory", "guided") and args.prediction != "sample":
+        raise ValueError(f"--objective {args.objective} needs --prediction sample (the sampler's x0 estimates are what it scores)")
+    guided = args.objective == "guided"
     latents = cached_latents(args, "train", context)
     val_latents = cached_latents(args, "val", context)
+    guides = cached_guides(args, "train", context) if guided else None
+    val_guides = cached_guides(args, "val", context) if guided else None
     torch.manual_seed(args.seed)
     network, kwargs = initial_denoiser(args)
     model = wrap(network.train(), context)
     # trailing timesteps only change what step() visits; add_noise (noise-level training) is unaffected
     scheduler = trailing_schedule(unwrap(model).make_scheduler(), DEFAULT_STEPS)
+    guided_scheduler = trailing_schedule(unwrap(model).make_scheduler(), DEFAULT_STEPS, DEFAULT_GUIDE_STRENGTH)
     crop = args.crop // 4
 
     def report(step: int) -> None:
         net = unwrap(model).eval()
-        print(json.dumps({"step": step, **validation_scores(net, val_latents, net.neighbours)}), flush=True)
+        print(json.dumps({"step": step, **validation_scores(net, val_latents, net.neighbours, guides=val_guides)}), flush=True)
         net.train()
 
     def loss_of(net, batch):
@@ -95,10 +131,14 @@ def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
         if args.objective == "diffusion":
             return loss, logged
         path, _ = trajectory_loss(net, scheduler, batch)  # noise levels stay trained, so --samples N keeps working
-        return loss + path, {"diffusion": float(loss.detach()), "trajectory": float(path.detach())}
+        logged = {"diffusion": float(loss.detach()), "trajectory": float(path.detach())}
+        if not guided:
+            return loss + path, logged
+        from_guide, _ = trajectory_loss(net, guided_scheduler, batch, guide=batch[-1])  # the default sampler's start
+        return loss + path + from_guide, {**logged, "guided": float(from_guide.detach())}
 
     draw = partial(diffusion_batch, latents, args.batch, crop, kwargs["neighbours"], scheduler.num_train_timesteps,
-                   augment=args.augment == "dihedral")
+                   augment=args.augment == "dihedral", guides=guides)
     settings = LoopSettings(steps=args.steps, learning_rate=args.lr)
     train(model, draw, loss_of, settings, context, args.out, args.seed, resume=args.resume, on_checkpoint=report)
     if context.is_main:

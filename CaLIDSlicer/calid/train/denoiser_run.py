@@ -57,7 +57,14 @@ def cached_guides(args: argparse.Namespace, split: str, context: DistributedCont
     if context.is_main and not path.is_file():
         autoencoder, _ = load_model(vae_dir)
         stacks = cached_stacks([str(d) for d in args.data], split, args.cache_dir)
-        guides = build_guides(autoencoder, stacks, [str(d) for d in args.data], args.guide_every)
+        done = iter(range(1, len(stacks) + 1))
+
+        def tell() -> None:  # registration of every stack takes minutes: say how far it got
+            count = next(done)
+            if count % 50 == 0 or count == len(stacks):
+                print(json.dumps({"event": "guides", "split": split, "stacks": count, "of": len(stacks)}), flush=True)
+
+        guides = build_guides(autoencoder, stacks, [str(d) for d in args.data], args.guide_every, on_stack=tell)
         empty = np.zeros((0,), np.float16)
         save_array_list(path, [g.latents if g is not None else empty for g in guides],
                         [s.slice_spacing for s in stacks], [s.source for s in stacks])

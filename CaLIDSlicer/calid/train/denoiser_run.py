@@ -30,18 +30,26 @@ def autoencoder_dir(args: argparse.Namespace) -> Path:
     return args.vae if args.vae is not None else find_model("calid-vae-acdc")
 
 
-def cached_latents(args: argparse.Namespace, split: str, context: DistributedContext) -> list[LatentStack]:
-    """Latents of a split, computed once per autoencoder (keyed by its weights' SHA-256)."""
+def autoencoder_cache(args: argparse.Namespace, name: str, split: str, context: DistributedContext, build) -> Path:
+    """A cache file of ``split`` derived through the autoencoder, made once (main rank) per its weights' SHA-256.
+
+    ``name`` holds ``{key}``; ``build(autoencoder, stacks, path)`` writes the file.
+    """
     from calid.weights import WEIGHTS_FILE, load_model, sha256_of
 
     vae_dir = autoencoder_dir(args)
-    key = sha256_of(vae_dir / WEIGHTS_FILE)[:12]
-    path = Path(args.cache_dir) / f"latents-v2-{split}-{key}.npz"
+    path = Path(args.cache_dir) / name.format(key=sha256_of(vae_dir / WEIGHTS_FILE)[:12])
     if context.is_main and not path.is_file():
         autoencoder, _ = load_model(vae_dir)
-        stacks = cached_stacks([str(d) for d in args.data], split, args.cache_dir)
-        save_latents(path, encode_stacks(autoencoder, stacks))
+        build(autoencoder, cached_stacks([str(d) for d in args.data], split, args.cache_dir), path)
     barrier(context)
+    return path
+
+
+def cached_latents(args: argparse.Namespace, split: str, context: DistributedContext) -> list[LatentStack]:
+    """Latents of a split, computed once per autoencoder."""
+    path = autoencoder_cache(args, f"latents-v2-{split}-{{key}}.npz", split, context,
+                             lambda autoencoder, stacks, target: save_latents(target, encode_stacks(autoencoder, stacks)))
     return load_latents(path)
 
 
@@ -49,14 +57,8 @@ def cached_guides(args: argparse.Namespace, split: str, context: DistributedCont
     """Registration-guide latents of a split (see :mod:`calid.train.guides`), computed once per autoencoder."""
     from calid.train.data import load_array_list, save_array_list
     from calid.train.guides import build_guides
-    from calid.weights import WEIGHTS_FILE, load_model, sha256_of
 
-    vae_dir = autoencoder_dir(args)
-    key = sha256_of(vae_dir / WEIGHTS_FILE)[:12]
-    path = Path(args.cache_dir) / f"guides-{split}-{key}-every{args.guide_every}.npz"
-    if context.is_main and not path.is_file():
-        autoencoder, _ = load_model(vae_dir)
-        stacks = cached_stacks([str(d) for d in args.data], split, args.cache_dir)
+    def build(autoencoder, stacks, target: Path) -> None:
         done = iter(range(1, len(stacks) + 1))
 
         def tell() -> None:  # registration of every stack takes minutes: say how far it got
@@ -66,9 +68,10 @@ def cached_guides(args: argparse.Namespace, split: str, context: DistributedCont
 
         guides = build_guides(autoencoder, stacks, [str(d) for d in args.data], args.guide_every, on_stack=tell)
         empty = np.zeros((0,), np.float16)
-        save_array_list(path, [g.latents if g is not None else empty for g in guides],
+        save_array_list(target, [g.latents if g is not None else empty for g in guides],
                         [s.slice_spacing for s in stacks], [s.source for s in stacks])
-    barrier(context)
+
+    path = autoencoder_cache(args, f"guides-{split}-{{key}}-every{args.guide_every}.npz", split, context, build)
     return [LatentStack(array, spacing, source) if array.size else None for array, spacing, source in load_array_list(path)]
 
 

@@ -87,6 +87,7 @@ class CaLIDParameterNode:
     segmentation: bool = _DEFAULTS.segmentation
     device: Device = _DEFAULTS.device
     seed: Annotated[int, Minimum(0)] = _DEFAULTS.seed
+    registration_start: bool = _DEFAULTS.registration_start
     output_volume: vtkMRMLScalarVolumeNode
     output_segmentation: vtkMRMLSegmentationNode
 

@@ -127,6 +127,7 @@ class CaLIDParameters:
     segmentation: bool = False
     device: Device = Device.AUTO
     seed: int = 0
+    registration_start: bool = True  # CaLID's registration-guided start (the engine's default); off: --guide none
     output_volume: str = ""
     output_segmentation: str = ""
 
@@ -168,6 +169,7 @@ class CaLIDParameters:
         if method is Method.CALID:
             samples = max(self.quality.samples, UNCERTAINTY_SAMPLES) if self.uncertainty else self.quality.samples
             args += ["--steps", str(self.quality.steps), "--samples", str(samples)]
+            args += ["--guide", "registration" if self.registration_start else "none"]
         if self.uncertainty:
             if files.uncertainty is None:
                 raise InputError("uncertainty is on, so the run needs an uncertainty file; use RunFiles.in_folder")

@@ -38,7 +38,7 @@ def test_defaults_give_a_factor_2_auto_run_with_json_progress(tmp_path):
     assert option(args, "--factor") == "2" and "--spacing" not in args
     assert option(args, "--method") == "auto" and option(args, "--progress") == "json"
     assert option(args, "--report") == str(tmp_path / "dense.calid.json")
-    assert "--steps" not in args and "--samples" not in args  # the engine refuses them for baselines
+    assert "--steps" not in args and "--samples" not in args and "--guide" not in args  # refused for baselines
 
 
 def test_arguments_parse_with_the_real_cli(tmp_path):
@@ -55,6 +55,20 @@ def test_auto_uses_calid_with_the_quality_preset_when_the_model_is_installed(tmp
     assert option(args, "--steps") == str(Quality.BEST.steps)
     assert option(args, "--samples") == str(Quality.BEST.samples)
     assert option(args, "--device") == "cuda"
+    assert option(args, "--guide") == "registration"
+
+
+@pytest.mark.parametrize("quality", list(Quality))
+def test_registration_start_can_be_turned_off_and_every_preset_parses(tmp_path, quality):
+    from calid.reconstruction import diffusion_options
+
+    for start, guide in ((True, "registration"), (False, "none")):
+        args = CaLIDParameters(quality=quality, registration_start=start).cli_arguments(files(tmp_path), calid_available=True)
+        parsed = build_parser().parse_args(args)
+        assert parsed.guide == guide
+        # the engine accepts each preset's steps with the guide's start (no stride it cannot take)
+        options = diffusion_options("calid", parsed.steps, parsed.samples, 0, "cpu", None, guide=parsed.guide)
+        assert options["guide"] == guide and options["steps"] == quality.steps
 
 
 def test_quality_presets_grow_in_cost():

@@ -32,8 +32,8 @@ DECODINGS = ("residual", "direct")
 #: "registration": the sampler starts from the latent of the registration-based estimate
 #: (neighbours morphed into each other, :mod:`calid.registration`) noised to GUIDE_STRENGTH of
 #: the schedule, so the denoiser refines a motion-aware first guess; "none": from pure noise.
-#: On the ACDC validation patients (heart box, 2 steps) strength 0.5 gave 18.85 dB / 0.456 SSIM
-#: against 18.78 / 0.440 unguided (0.7: 18.86 / 0.449; 0.3: 18.56 / 0.456).
+#: On the ACDC validation patients (heart box, 2 steps) strength 0.5 gave 18.86 dB / 0.456 SSIM
+#: against 18.79 / 0.440 unguided (0.4: 18.69 / 0.457; 0.25: 18.51 / 0.455; docs/results/acdc_val_guide.md).
 GUIDES = ("registration", "none")
 DEFAULT_GUIDE = "registration"
 DEFAULT_GUIDE_STRENGTH = 0.5

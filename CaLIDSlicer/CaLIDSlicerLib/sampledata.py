@@ -22,11 +22,15 @@ class Sample:
     name: str
     description: str
     file_name: str
-    node_name: str
     sha256: str
     load_file_type: str
     #: The command that wrote the file (arguments after ``calid``); the tests re-run it.
     command: tuple[str, ...]
+
+    @property
+    def node_name(self) -> str:
+        """The loaded node is named like the sample."""
+        return self.name
 
     @property
     def thumbnail(self) -> str:
@@ -38,7 +42,6 @@ SAMPLES = (
         name="CaLIDPhantomCine",
         description="CaLID phantom cine (2D+T)",
         file_name="CaLIDPhantomCine.seq.nrrd",
-        node_name="CaLIDPhantomCine",
         sha256="4446bf3f3d35ab017167c073b1666bab934ad253090f36a0ea3d3d85fcb70245",
         load_file_type="SequenceFile",
         command=("phantom", "--slices", "8", "--frames", "12", "--size", "128", "--pixel-spacing", "1.8", "--spacing", "10",
@@ -48,7 +51,6 @@ SAMPLES = (
         name="CaLIDPhantomStack",
         description="CaLID phantom 3D stack",
         file_name="CaLIDPhantomStack.nrrd",
-        node_name="CaLIDPhantomStack",
         sha256="8bf051be6971e559df5a9628e8c711b5f503a21e29f6209a452e8d80f723f46b",
         load_file_type="VolumeFile",
         command=("phantom", "--3d", "--slices", "8", "--size", "128", "--pixel-spacing", "1.8", "--spacing", "10",

@@ -179,7 +179,6 @@ def fill_into(
 
     if decoding not in DECODINGS:
         raise InputError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
-    check_guide(guide, guide_strength, steps)
     if source.ndim != 4:
         raise InputError(f"array must be (T, Z, Y, X), not shape {source.shape}")
     frames, count, height, width = source.shape
@@ -188,6 +187,7 @@ def fill_into(
     device = resolve_device(device)
     denoiser, autoencoder = load_models(_model_dir(model, mode).resolve(), device)
     temporal = _check_mode(mode, denoiser, order)
+    check_guide(guide, guide_strength, steps, denoiser.num_train_timesteps)  # the loaded model's own schedule
     settings = sampler_settings(steps, samples, order, temperature, guide_strength if guide != "none" else 1.0)
     scale = intensity_scale(source)
     std = np.zeros(out.shape, np.float32) if samples > 1 else None
@@ -207,18 +207,20 @@ def fill_into(
     return std
 
 
-def check_guide(guide: str, strength: float, steps: int) -> None:
-    """Refuse an unknown guide, or a strength the few-step schedule cannot start from."""
-    from calid.sampling import trailing_schedule
+#: Training timesteps of the bundled denoisers: what options are checked against before a model is loaded.
+TRAIN_TIMESTEPS = 1000
+
+
+def check_guide(guide: str, strength: float, steps: int, timesteps: int = TRAIN_TIMESTEPS) -> None:
+    """Refuse an unknown guide, or a strength the few-step schedule of ``timesteps`` cannot start from."""
+    from calid.sampling import schedule_stride
 
     if guide not in GUIDES:
         raise InputError(f"guide must be one of {', '.join(GUIDES)}, not {guide!r}")
     if guide == "none":
         return
-    from monai.networks.schedulers import DDIMScheduler
-
     try:
-        trailing_schedule(DDIMScheduler(num_train_timesteps=1000), steps, strength)
+        schedule_stride(timesteps, steps, strength)
     except ValueError as error:
         raise InputError(f"guide strength {strength!r} with {steps} steps: {error}") from None
 

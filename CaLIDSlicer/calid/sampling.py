@@ -59,6 +59,14 @@ def trailing_schedule(scheduler, steps: int, strength: float = 1.0):
     S // steps must be one that ``step()`` can take (T // (T // stride) == stride).
     """
     total = scheduler.num_train_timesteps
+    span, ratio = schedule_stride(total, steps, strength)
+    scheduler.set_timesteps(total // ratio)  # step() then moves by exactly `ratio`
+    scheduler.timesteps = torch.arange(span - 1, -1, -ratio)[:steps]
+    return scheduler
+
+
+def schedule_stride(total: int, steps: int, strength: float = 1.0) -> tuple[int, int]:
+    """(span, stride) of a trailing schedule of ``steps`` over ``strength`` of ``total`` timesteps; ValueError if unusable."""
     span = round(strength * total)
     if not 0 < strength <= 1 or span < 1:
         raise ValueError(f"strength must be in (0, 1], not {strength!r}")
@@ -68,9 +76,7 @@ def trailing_schedule(scheduler, steps: int, strength: float = 1.0):
     if total // (total // ratio) != ratio:
         raise ValueError(f"{steps} steps from strength {strength:g} make strides of {ratio} timesteps, which the "
                          f"scheduler cannot take; choose other steps (e.g. 1, 2 or 4 for strength 0.5)")
-    scheduler.set_timesteps(total // ratio)  # step() then moves by exactly `ratio`
-    scheduler.timesteps = torch.arange(span - 1, -1, -ratio)[:steps]
-    return scheduler
+    return span, ratio
 
 
 def guided_start(scheduler, guide: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

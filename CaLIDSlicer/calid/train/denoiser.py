@@ -110,7 +110,8 @@ def latent_batch(stacks: list[LatentStack], batch: int, crop: int, neighbours: i
         contexts.append(window[context_indices(first, gap, count, neighbours)])
         fractions.append((target - first) / gap)
         gaps.append(gap * stack.slice_spacing)
-        starts.append(window[-1])
+        if guides is not None:
+            starts.append(window[-1])
     drawn = (torch.stack(targets), torch.stack(contexts), torch.tensor(fractions), torch.tensor(gaps))
     return drawn if guides is None else (*drawn, torch.stack(starts))
 

@@ -93,7 +93,7 @@ def reconstruct_options(method: str, options: dict) -> dict:
     from calid.reconstruction import BASELINES, reconstruct
 
     accepted = inspect.signature(reconstruct).parameters
-    diffusion_only = {"steps", "samples", "guide", "guide_strength"}
+    diffusion_only = {"steps", "samples", "guide", "guide_strength", "guide_blend", "views"}
     return {
         name: value
         for name, value in options.items()

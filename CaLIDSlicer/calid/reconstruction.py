@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from calid.calid_fill import DEFAULT_GUIDE, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, check_guide
+from calid.calid_fill import (DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL,
+                              DEFAULT_VIEWS, VIEW_COUNTS, check_guide)
 from calid.errors import InputError
 from calid.progress import Progress, ProgressMode, as_progress
 from calid.volume import Volume
@@ -170,11 +171,12 @@ def resolve_mode(mode: str, method: str, volume: Volume, model: str | None = Non
 
 def diffusion_options(method: str, steps: int | None, samples: int | None, seed: int | None,
                       device: str, model: str | None, order: str | None = None, mode: str = "3d",
-                      guide: str | None = None, guide_strength: float | None = None) -> dict:
+                      guide: str | None = None, guide_strength: float | None = None, guide_blend: float | None = None,
+                      views: int | None = None) -> dict:
     """Options for the diffusion sampler; refuse them for methods that would ignore them."""
     if method != "calid":
         given = [name for name, value in (("steps", steps), ("samples", samples), ("order", order), ("guide", guide),
-                                          ("guide_strength", guide_strength))
+                                          ("guide_strength", guide_strength), ("guide_blend", guide_blend), ("views", views))
                  if value is not None]
         if given:
             raise InputError(f"{' and '.join(given)} apply to the calid method only, not {method!r}; drop them")
@@ -194,9 +196,17 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
     strength = DEFAULT_GUIDE_STRENGTH if guide_strength is None else guide_strength
     if isinstance(strength, bool) or not isinstance(strength, (int, float)):
         raise InputError(f"guide_strength must be a number in (0, 1], not {strength!r}")
-    check_guide(guide, float(strength), int(steps))
+    if guide == "none" and guide_blend:
+        raise InputError(f"guide_blend {guide_blend!r} mixes in the registration estimate, which guide 'none' does not make; "
+                         "use guide 'registration' or drop guide_blend")
+    blend = DEFAULT_GUIDE_BLEND if guide_blend is None else guide_blend
+    check_guide(guide, float(strength), int(steps), blend=blend)
+    views = DEFAULT_VIEWS if views is None else views
+    if isinstance(views, bool) or views not in VIEW_COUNTS:
+        raise InputError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))} (in-plane flips averaged), not {views!r}")
     return {"steps": int(steps), "samples": int(samples), "seed": seed or 0, "device": device, "model": model,
-            "order": order, "mode": mode, "guide": guide, "guide_strength": float(strength)}
+            "order": order, "mode": mode, "guide": guide, "guide_strength": float(strength),
+            "guide_blend": float(blend) if guide != "none" else 0.0, "views": int(views)}
 
 
 def output_dtype(dtype: np.dtype) -> np.dtype:
@@ -229,6 +239,8 @@ def reconstruct(
     progress: Progress | ProgressMode | None = None,
     guide: str | None = None,
     guide_strength: float | None = None,
+    guide_blend: float | None = None,
+    views: int | None = None,
 ) -> ReconstructionResult:
     """Dense volume with slice spacing divided by ``factor``; acquired slices unchanged.
 
@@ -238,7 +250,8 @@ def reconstruct(
     (all missing slices at once, or one after another) steer the CaLID sampler; ``samples > 1``
     also returns a per-voxel standard deviation (``result.uncertainty``). ``guide`` ("registration",
     the default, or "none") and ``guide_strength`` say where the sampler starts (see
-    :data:`calid.calid_fill.GUIDES`).
+    :data:`calid.calid_fill.GUIDES`); ``guide_blend`` is the registration estimate's share in the
+    synthesised images and ``views`` the in-plane flips each prediction is averaged over.
     """
     from calid.validate import check_fits_in_memory, validate_volume
 
@@ -248,7 +261,8 @@ def reconstruct(
     method, notes = resolve_method(method, model)
     fill = _fill_function(method)
     mode, mode_notes = resolve_mode(mode, method, volume, model)
-    options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength)
+    options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength,
+                                guide_blend, views)
     progress = as_progress(progress)
     started = time.perf_counter()
 

@@ -13,7 +13,14 @@ from typing import Callable
 
 import torch
 
+from calid.calid_fill import VIEW_COUNTS
+
 ORDERS = ("parallel", "autoregressive")
+#: In-plane views of the latents a prediction can be averaged over (flips of width / height, then
+#: transposes): the first ``views`` of these. The denoisers are trained on every flip and quarter
+#: turn, so each view is an equally good estimate and their mean is a cheap ensemble.
+VIEWS = ((False, False, False), (False, True, False), (True, False, False), (True, True, False),
+         (False, False, True), (False, True, True), (True, False, True), (True, True, True))  # (flip h, flip w, transpose)
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class SamplerSettings:
     chunk: int = 32
     order: str = "parallel"
     strength: float = 1.0  # where a guided start enters the noise schedule (1: pure noise, no guide used)
+    views: int = 1  # flips/transposes each prediction is averaged over (see VIEWS)
 
     def __post_init__(self) -> None:
         for name in ("steps", "samples", "chunk"):
@@ -37,13 +45,38 @@ class SamplerSettings:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {self.order!r}")
         if not 0 < self.strength <= 1:
             raise ValueError(f"strength must be in (0, 1], not {self.strength!r}")
+        if self.views not in VIEW_COUNTS:
+            raise ValueError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))}, not {self.views!r}")
+
+
+def view_of(tensor: torch.Tensor, view: tuple[bool, bool, bool], inverse: bool = False) -> torch.Tensor:
+    """``tensor`` (..., h, w) flipped and/or transposed in-plane as ``view`` says (or that undone)."""
+    flip_h, flip_w, transpose = view
+    dims = [d for d, flip in ((-2, flip_h), (-1, flip_w)) if flip]
+    if transpose and inverse:
+        tensor = tensor.transpose(-1, -2)
+    if dims:
+        tensor = torch.flip(tensor, dims)
+    if transpose and not inverse:
+        tensor = tensor.transpose(-1, -2)
+    return tensor
+
+
+def predict_in_views(denoiser, latents, t, context, fraction, gap_mm, views: int, model_kwargs: dict) -> torch.Tensor:
+    """The denoiser's prediction averaged over the first ``views`` in-plane views (one view: a plain call)."""
+    total = None
+    for view in VIEWS[:views]:
+        prediction = denoiser(view_of(latents, view), t, view_of(context, view), fraction, gap_mm, **model_kwargs)
+        prediction = view_of(prediction.to(latents.dtype), view, inverse=True)
+        total = prediction if total is None else total + prediction
+    return total / views
 
 
 def _denoise_chunk(denoiser, scheduler, context, fraction, gap_mm, noise, settings, model_kwargs) -> torch.Tensor:
     latents = noise
     for timestep in scheduler.timesteps:
         t = torch.full((latents.shape[0],), int(timestep), device=latents.device, dtype=torch.long)
-        prediction = denoiser(latents, t, context, fraction, gap_mm, **model_kwargs).to(latents.dtype)
+        prediction = predict_in_views(denoiser, latents, t, context, fraction, gap_mm, settings.views, model_kwargs)
         latents, _ = scheduler.step(prediction, int(timestep), latents, eta=settings.eta, generator=None)
     return latents
 

@@ -69,6 +69,11 @@ def test_spacing_chooses_the_factor(oblique_stack):
         ({"factor": 2, "method": "calid", "guide": "optical-flow"}, "guide must be one of registration, none"),
         ({"factor": 2, "method": "calid", "guide_strength": 0.7}, "guide strength 0.7 with 2 steps"),
         ({"factor": 2, "method": "calid", "guide_strength": "half"}, "guide_strength must be a number"),
+        ({"factor": 2, "method": "calid", "guide_blend": 1.0}, r"guide blend must be a number in \[0, 1\)"),
+        ({"factor": 2, "method": "calid", "guide_blend": -0.1}, r"guide blend must be a number in \[0, 1\)"),
+        ({"factor": 2, "method": "calid", "views": 3}, "views must be one of 1, 2, 4, 8"),
+        ({"factor": 2, "method": "calid", "guide": "none", "guide_blend": 0.2}, "which guide 'none' does not make"),
+        ({"factor": 2, "method": "cubic", "views": 1, "guide_blend": 0.0}, "guide_blend and views apply to the calid method only"),
         ({"factor": 2, "method": "linear", "mode": "sideways"}, "mode must be"),
         ({"factor": 2, "method": "linear", "mode": "2dt"}, "needs a cine"),
     ],
@@ -116,7 +121,7 @@ def test_bundled_calid_model_keeps_measured_slices_and_geometry(oblique_stack, o
     assert np.allclose(dense.slice_positions()[::2], oblique_stack.slice_positions())
     assert set(result.stage_seconds) >= {"encode", "register", "sample", "decode"}
     assert result.sampler == {"steps": 2, "samples": 1, "model": None, "order": order, "mode": "3d",
-                              "guide": "registration", "guide_strength": 0.5}
+                              "guide": "registration", "guide_strength": 0.5, "guide_blend": 0.2, "views": 1}
 
 
 def test_calid_without_guide_starts_from_noise_and_says_so(oblique_stack):

@@ -222,10 +222,11 @@ def test_registration_guide_encodes_the_registration_baselines_slices():
     stack = make_phantom(n_slices=4, size=(40, 40), seed=3, n_frames=1).image.array[0].astype(np.float32)
     scale = float(np.percentile(stack, 99.5))
     spacing = (1.5, 1.5, 10.0)
-    guide = registration_guide(Identity(), stack[None], scale, 3, spacing, range(1, 3), "cpu", Progress("none"))
+    guide, images = registration_guide(Identity(), stack[None], scale, 3, spacing, range(1, 3), "cpu", Progress("none"))
     dense = interpolate(stack, 3, method="registration", spacing=spacing)
-    assert guide.shape == (1, 4, 1, 40, 40)
+    assert guide.shape == (1, 4, 1, 40, 40) and images.shape == (1, 4, 40, 40)
     np.testing.assert_allclose(guide[0, :, 0].numpy(), normalise(dense[[4, 5, 7, 8]], scale), atol=1e-6)
+    np.testing.assert_array_equal(images[0].numpy(), guide[0, :, 0].numpy())
 
 
 def test_fill_guided_by_registration_differs_from_unguided_and_names_its_stage(model_dir):
@@ -247,3 +248,70 @@ def test_fill_refuses_an_unknown_guide_or_a_start_it_cannot_take(model_dir, guid
     with pytest.raises(InputError, match=message):
         fill(np.ones((1, 2, 8, 8), np.float32), 2, (1, 1, 1), Progress("none"), steps=2, device="cpu", model=model_dir,
              guide=guide, guide_strength=strength)
+
+
+@pytest.mark.parametrize("view", range(8))
+def test_every_view_is_undone_by_its_inverse_on_non_square_latents(view):
+    from calid.sampling import VIEWS, view_of
+
+    latents = torch.randn(2, 4, 3, 5, 7)
+    moved = view_of(latents, VIEWS[view])
+    assert moved.shape[-2:] == ((7, 5) if VIEWS[view][2] else (5, 7))
+    assert view == 0 or moved.shape != latents.shape or not torch.equal(moved, latents)
+    torch.testing.assert_close(view_of(moved, VIEWS[view], inverse=True), latents, rtol=0, atol=0)
+
+
+class CornerDenoiser(torch.nn.Module):
+    """Predicts a ramp that grows towards the bottom-right corner of what it is shown (not flip-invariant)."""
+
+    def forward(self, noisy, timesteps, context, fraction, gap_mm, **kwargs):
+        rows = torch.arange(noisy.shape[-2], dtype=noisy.dtype).view(-1, 1)
+        cols = torch.arange(noisy.shape[-1], dtype=noisy.dtype).view(1, -1)
+        return (rows + 10 * cols).expand_as(noisy).clone()
+
+
+@pytest.mark.parametrize("views, expected", [
+    (1, [[0, 10, 20], [1, 11, 21]]),   # the plain call
+    (2, [[10, 10, 10], [11, 11, 11]]),  # averaged with its left-right mirror: columns even out
+    (4, [[10.5, 10.5, 10.5], [10.5, 10.5, 10.5]]),  # and up-down: a constant
+])
+def test_predictions_are_averaged_over_the_views_in_the_original_frame(views, expected):
+    from calid.sampling import predict_in_views
+
+    noisy = torch.zeros(1, 2, 2, 3)
+    context = torch.zeros(1, 4, 2, 2, 3)
+    prediction = predict_in_views(CornerDenoiser(), noisy, torch.zeros(1), context, torch.zeros(1), torch.zeros(1), views, {})
+    torch.testing.assert_close(prediction[0, 0], torch.tensor(expected, dtype=torch.float32))
+
+
+def test_views_leave_an_equivariant_prediction_unchanged_and_change_a_real_one(denoiser):
+    trusting = TrustingDenoiser()
+    plain = draw(trusting, 0, SamplerSettings(steps=2, temperature=1.0))
+    viewed = draw(trusting, 0, SamplerSettings(steps=2, temperature=1.0, views=8))
+    torch.testing.assert_close(plain, viewed)  # a per-pixel denoiser is the same in every view
+    one, eight = draw(denoiser, 0, SamplerSettings(steps=2, temperature=1.0)), draw(denoiser, 0, SamplerSettings(steps=2, views=8, temperature=1.0))
+    assert (one - eight).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("views", [0, 3, 16])
+def test_sampler_settings_refuse_a_view_count_without_a_meaning(views):
+    with pytest.raises(ValueError, match="views must be one of 1, 2, 4, 8"):
+        SamplerSettings(views=views)
+
+
+def test_guide_blend_mixes_the_registration_estimate_into_synthesised_slices_only(model_dir):
+    from calid.baselines import interpolate
+
+    array = np.random.default_rng(5).uniform(50, 500, size=(1, 3, 12, 12)).astype(np.float32)
+    spacing = (1.5, 1.5, 10.0)
+    kwargs = {"steps": 2, "seed": 0, "device": "cpu", "model": model_dir, "guide": "registration", "views": 2}
+    plain, _ = fill(array, 2, spacing, Progress("none"), guide_blend=0.0, **kwargs)
+    mixed, _ = fill(array, 2, spacing, Progress("none"), guide_blend=0.3, **kwargs)
+    registration = interpolate(array[0], 2, method="registration", spacing=spacing)
+    np.testing.assert_array_equal(mixed[:, ::2], array)
+    made, expected = mixed[0, 1::2], 0.7 * plain[0, 1::2] + 0.3 * registration[1::2]
+    inside = plain[0, 1::2] > 0  # (the untrained decoder's negative values are clipped to 0 before and after the mix)
+    assert inside.mean() > 0.3
+    np.testing.assert_allclose(made[inside], expected[inside], rtol=1e-4, atol=1e-2)
+    assert np.all(made[~inside] <= expected[~inside] + 1e-2)
+    assert np.abs(mixed - plain).max() > 1.0

@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
                        phantom_options=_phantom_options(args))
     cases = cases[: args.limit] if args.limit else cases
     options = {"seed": args.seed, "device": args.device, "steps": args.steps, "samples": args.samples,
-               "guide": args.guide, "guide_strength": args.guide_strength}
+               "guide": args.guide, "guide_strength": args.guide_strength,
+               "guide_blend": args.guide_blend, "views": args.views}
     evaluation = evaluate(cases, args.methods, args.keep_every, args.frames, options, progress=args.progress)
     evaluation.settings.update(data=str(args.data), split=args.split, limit=args.limit)
     written = [str(p) for p in (args.csv, args.json) if p is not None]

@@ -14,7 +14,7 @@ DESCRIPTION = (
     "RANK/WORLD_SIZE) splits the cases between processes."
 )
 
-from calid.calid_fill import DEFAULT_GUIDE_STRENGTH, GUIDES
+from calid.calid_fill import DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_VIEWS, GUIDES, VIEW_COUNTS
 
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
 
@@ -45,6 +45,12 @@ def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CaLID only: start the sampler from the registration-based estimate (default) or from noise")
     parser.add_argument("--guide-strength", type=float, metavar="S",
                         help=f"CaLID only: fraction of the noise schedule the guided start enters at (default {DEFAULT_GUIDE_STRENGTH})")
+    parser.add_argument("--guide-blend", type=float, metavar="W",
+                        help=f"CaLID only: share of the registration estimate in each synthesised image, 0 for none "
+                             f"(default {DEFAULT_GUIDE_BLEND}; needs --guide registration)")
+    parser.add_argument("--views", type=int, choices=VIEW_COUNTS,
+                        help=f"CaLID only: in-plane flips/transposes each prediction is averaged over (default {DEFAULT_VIEWS}; "
+                             "1 is fastest)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +84,8 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
         "order": args.order,
         "guide": args.guide,
         "guide_strength": args.guide_strength,
+        "guide_blend": args.guide_blend,
+        "views": args.views,
         "progress": args.progress,
     }
     if args.spacing is not None:

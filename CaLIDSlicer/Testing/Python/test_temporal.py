@@ -169,6 +169,45 @@ def test_training_clips_share_one_timestep_and_hold_every_frame():
     assert temporal_difference_error(target + 1.0, target, 6) == pytest.approx(0.0, abs=1e-6)  # a constant offset does not move
 
 
+@pytest.mark.parametrize("augment", [False, True])
+def test_guided_clips_carry_the_guide_of_their_own_target_frame_by_frame(augment):
+    """Guides filled with each row's true target latent must come back equal to the targets (same frames, crop, turn)."""
+    from calid.train.guides import guide_rows
+    from calid.train.temporal import LatentCine, clip_batch
+
+    frames, count = 20, 6
+    latents = np.random.default_rng(1).normal(size=(frames, count, 2, 9, 11)).astype(np.float16)
+    rows = guide_rows(count)
+    guides = np.stack([latents[:, first + step] for first, _, step in rows], axis=1)  # (T, rows, C, h, w)
+    phantom = LatentCine(np.zeros((4, count, 2, 9, 11), np.float16), 8.0, "phantom10000")
+    cines = [phantom, LatentCine(latents, 8.0, "patient001_4d.nii.gz")]
+    for seed in range(4):  # several draws: every-second-frame clips and crops included
+        target, context, fraction, gap_mm, guide, t = clip_batch(cines, 3, 8, 2, torch.Generator().manual_seed(seed), augment,
+                                                                 guides=[None, guides])
+        assert t in (10, 20) and guide.shape == target.shape == (3 * t, 2, 8, 8)
+        torch.testing.assert_close(guide, target, rtol=0, atol=0)
+
+
+def test_cine_guides_morph_every_frame_and_skip_phantoms(tmp_path):
+    import SimpleITK as sitk
+
+    from calid.train.guides import stack_guides
+    from calid.train.temporal import Cine, cine_guides
+
+    class Identity:
+        def encode(self, images):
+            return images
+
+    frames = np.random.default_rng(2).uniform(0, 1, size=(2, 4, 12, 14)).astype(np.float16)
+    image = sitk.GetImageFromArray(frames.astype(np.float32))
+    image.SetSpacing((1.5, 1.5, 10.0, 1.0))
+    sitk.WriteImage(image, str(tmp_path / "patient001_4d.nii.gz"))
+    cines = [Cine(frames, 10.0, "patient001_4d.nii.gz"), Cine(frames, 10.0, "phantom10000")]
+    real, phantom = cine_guides(Identity(), cines, [str(tmp_path)])
+    assert phantom is None and real.shape == (2, len(stack_guides(frames[0], (1.5, 1.5))), 1, 12, 14)
+    np.testing.assert_allclose(real[1, :, 0].astype(np.float32), stack_guides(frames[1], (1.5, 1.5)), atol=1e-3)
+
+
 def test_intensity_scale_of_a_huge_array_uses_an_even_sample(monkeypatch):
     import calid.preprocess as preprocess
 
@@ -187,20 +226,26 @@ def test_train_command_tunes_only_the_temporal_layers(tmp_path, models):
     data = tmp_path / "data"
     data.mkdir()
     for name in ("patient001_4d.nii.gz", "patient013_4d.nii.gz", "patient002_ED.nii.gz"):  # train cine, val cine, a 3D file
-        shape = (6, 5, 20, 24) if "4d" in name else (5, 20, 24)
-        image = sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 900, shape).astype(np.int16))
+        volumes = [np.random.default_rng(t).integers(0, 900, (5, 20, 24)).astype(np.int16) for t in range(6 if "4d" in name else 1)]
+        image = sitk.JoinSeries([sitk.GetImageFromArray(v) for v in volumes]) if "4d" in name else sitk.GetImageFromArray(volumes[0])
         sitk.WriteImage(image, str(data / name))
-    out = tmp_path / "run"
-    code = main(["train", "denoiser-2dt", "--data", str(data), "--out", str(out), "--steps", "3", "--batch", "2",
-                 "--crop", "16", "--lr", "1e-2", "--phantoms", "1", "--vae", str(models["3d"].parent / "tiny-vae"),
-                 "--init", str(models["3d"]), "--cache-dir", str(tmp_path / "cache")])
-    assert code == 0
-    tuned, config = load_model(out / "model")
+    for objective, init in (("trajectory", "3d"), ("guided", "3d"), ("guided", "2dt")):
+        out = tmp_path / f"{objective}-{init}"
+        code = main(["train", "denoiser-2dt", "--data", str(data), "--out", str(out), "--steps", "3", "--batch", "2",
+                     "--crop", "16", "--lr", "1e-2", "--phantoms", "1", "--vae", str(models["3d"].parent / "tiny-vae"),
+                     "--init", str(models[init]), "--cache-dir", str(tmp_path / "cache"), "--objective", objective])
+        assert code == 0
+    assert len(list((tmp_path / "cache").glob("cine-guides-*.npz"))) == 2  # train and val, cached for the next run
     start, _ = load_model(models["3d"])
-    assert config.architecture == "calid-denoiser-2dt" and config.extra["initialised_from"] == "tiny-3d"
-    for name, value in start.state_dict().items():
-        torch.testing.assert_close(tuned.state_dict()[name], value, rtol=0, atol=0)
-    assert any(mixer.second.weight.abs().max() > 0 for mixer in tuned.mixers)
+    for init, origin in (("3d", "tiny-3d"), ("2dt", "tiny-2dt")):  # (this test's 2D+T model does not name its 3D origin)
+        tuned, config = load_model(tmp_path / f"guided-{init}" / "model")
+        assert config.architecture == "calid-denoiser-2dt" and config.extra["initialised_from"] == origin
+        for name, value in start.state_dict().items():  # the 3D weights never move
+            torch.testing.assert_close(tuned.state_dict()[name], value, rtol=0, atol=0)
+        assert any(mixer.second.weight.abs().max() > 0 for mixer in tuned.mixers)
+    before, _ = load_model(models["2dt"])
+    after, _ = load_model(tmp_path / "guided-2dt" / "model")
+    assert any(not torch.equal(a.second.weight, b.second.weight) for a, b in zip(after.mixers, before.mixers))
 
 
 def test_bundled_2dt_model_makes_cines_by_default():

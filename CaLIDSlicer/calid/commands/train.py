@@ -42,13 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "denoiser-2dt: 3D denoiser to build on (default: bundled)")
     parser.add_argument("--augment", choices=("dihedral", "none"), default="dihedral",
                         help="denoisers: show each example in a random flip/quarter turn (default dihedral)")
-    parser.add_argument("--objective", choices=("diffusion", "trajectory", "guided"), default="diffusion",
-                        help="denoiser only: noise-level loss alone, or plus the loss on the default sampler's own "
-                             "trajectory from noise (trajectory), or plus that from the registration-guided start too "
-                             "(guided; registration estimates are computed once and cached). x0 prediction only; "
-                             "default diffusion")
+    parser.add_argument("--objective", choices=("diffusion", "trajectory", "guided"),
+                        help="denoiser: noise-level loss alone (default diffusion), or plus the loss on the default "
+                             "sampler's own trajectory from noise (trajectory), or plus that from the registration-guided "
+                             "start too (guided; registration estimates are computed once and cached). x0 prediction only. "
+                             "denoiser-2dt: trajectory (default) or guided (trajectory from noise plus from the guide)")
     parser.add_argument("--guide-every", type=int, default=1, metavar="N",
-                        help="denoiser --objective guided: registration guides for every N-th cine frame only (default 1)")
+                        help="denoiser --objective guided: registration guides for every N-th cine frame only (default 1; "
+                             "denoiser-2dt always uses every frame)")
     parser.add_argument("--tune-all", action="store_true",
                         help="denoiser-2dt only: also fine-tune the 3D network (default: train the temporal layers alone)")
     parser.add_argument("--phantoms", type=int, default=24, help="denoiser-2dt only: phantom cines added to training (default 24)")

@@ -115,6 +115,7 @@ def initial_denoiser(args: argparse.Namespace):
 def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
     from calid.weights import ModelConfig, save_model
 
+    args.objective = args.objective or "diffusion"
     if args.objective in ("trajectory", "guided") and args.prediction != "sample":
         raise ValueError(f"--objective {args.objective} needs --prediction sample (the sampler's x0 estimates are what it scores)")
     guided = args.objective == "guided"

@@ -90,9 +90,13 @@ def load_cines(path: Path) -> list[LatentCine]:
     return [LatentCine(*item) for item in load_array_list(path)]
 
 
-def _pick_cine(cines: list[LatentCine], generator: torch.Generator) -> LatentCine:
-    phantoms = [c for c in cines if c.source.startswith("phantom")]
-    real = [c for c in cines if not c.source.startswith("phantom")]
+def _pick_cine(cines: list[LatentCine], generator: torch.Generator, guides: list | None = None) -> int:
+    """Index of a drawn cine: phantoms with PHANTOM_SHARE; with ``guides`` only cines that have one."""
+    if guides is not None:
+        pool = [i for i, guide in enumerate(guides) if guide is not None]
+        return pool[int(torch.randint(len(pool), (1,), generator=generator))]
+    phantoms = [i for i, c in enumerate(cines) if c.source.startswith("phantom")]
+    real = [i for i, c in enumerate(cines) if not c.source.startswith("phantom")]
     pool = phantoms if phantoms and (not real or float(torch.rand(1, generator=generator)) < PHANTOM_SHARE) else real
     return pool[int(torch.randint(len(pool), (1,), generator=generator))]
 
@@ -105,30 +109,64 @@ def _frame_order(frames: int, generator: torch.Generator) -> list[int]:
     return list(range(frames))
 
 
-def clip_batch(cines: list[LatentCine], clips: int, crop: int, neighbours: int, generator: torch.Generator, augment: bool = False):
+def clip_batch(cines: list[LatentCine], clips: int, crop: int, neighbours: int, generator: torch.Generator, augment: bool = False,
+               guides: list[np.ndarray | None] | None = None):
     """``clips`` clips of one cine (different slices and crops), clip-major: (clips * T, ...) tensors and T.
 
     ``augment``: each clip in one of the 8 flips/quarter turns (all its frames alike).
+    ``guides`` (per cine, from :func:`cine_guides`): draw only cines that have them and also
+    return each clip's registration-guide latents (before T), cropped and turned alike.
     """
-    cine = _pick_cine(cines, generator)
+    from calid.train.guides import guide_row
+
+    index = _pick_cine(cines, generator, guides)
+    cine = cines[index]
     order = _frame_order(cine.latents.shape[0], generator)
     ordered = cine.latents[order]
     count, _, height, width = ordered.shape[1:]
-    targets, contexts, fractions, gaps = [], [], [], []
+    targets, contexts, fractions, gaps, starts = [], [], [], [], []
     for _ in range(clips):
         first, target, gap = training_example(count, generator)
         size = min(crop, height, width)
         top, left = centred_crop_box(height, width, size, generator)
-        window = torch.from_numpy(ordered[..., top : top + size, left : left + size].astype(np.float32))
+        window = ordered[..., top : top + size, left : left + size]
+        if guides is not None:  # the guide rides along as one more slice of every frame, so crop and turn match
+            guide = guides[index][order, guide_row(count, first, target, gap), :, top : top + size, left : left + size]
+            window = np.concatenate([window, guide[:, None]], axis=1)
+        window = torch.from_numpy(window.astype(np.float32))
         if size < crop:
             window = torch.nn.functional.pad(window.flatten(0, 1), (0, crop - size, 0, crop - size), mode="replicate")
-            window = window.unflatten(0, (len(order), count))
+            window = window.unflatten(0, (len(order), -1))
         window = orient(window, generator) if augment else window
         targets.append(window[:, target])
         contexts.append(window[:, context_indices(first, gap, count, neighbours)])
         fractions += [(target - first) / gap] * len(order)
         gaps += [gap * cine.slice_spacing] * len(order)
-    return torch.cat(targets), torch.cat(contexts), torch.tensor(fractions), torch.tensor(gaps), len(order)
+        starts.append(window[:, -1])
+    drawn = (torch.cat(targets), torch.cat(contexts), torch.tensor(fractions), torch.tensor(gaps))
+    return (*drawn, len(order)) if guides is None else (*drawn, torch.cat(starts), len(order))
+
+
+def cine_guides(autoencoder: torch.nn.Module, cines: list[Cine], data_dirs: list[str], on_cine=None) -> list[np.ndarray | None]:
+    """Registration-guide latents (T, rows, C, h, w) float16 of every real cine (None for phantoms).
+
+    Row r of frame t is the latent of frame t's acquired slices morphed into each other as
+    :func:`calid.train.guides.guide_rows` lists them, the start the guided sampler uses.
+    """
+    from calid.train.guides import pixel_spacings, stack_guides
+
+    spacing = pixel_spacings(data_dirs, [c.source for c in cines if not c.source.startswith("phantom")])
+    out: list[np.ndarray | None] = []
+    for cine in cines:
+        if cine.source.startswith("phantom") or cine.frames.shape[1] < 3:
+            out.append(None)
+        else:
+            images = np.stack([stack_guides(frame, spacing[cine.source]) for frame in cine.frames])  # (T, rows, Y, X)
+            latents = encode_images(autoencoder, images.reshape(-1, *images.shape[2:]))
+            out.append(latents.reshape(*images.shape[:2], *latents.shape[1:]))
+        if on_cine is not None:
+            on_cine()
+    return out
 
 
 def temporal_batch(cines: list[LatentCine], clips: int, crop: int, neighbours: int, timesteps: int, generator: torch.Generator,

@@ -211,12 +211,12 @@ def fill_into(
         latents = encode_slices(autoencoder, source, scale, device, progress)
         latent_pixels = latents.shape[-1] * latents.shape[-2]
         for gaps in gap_chunks(count - 1, frames, factor, latent_pixels):
-            first_guess = registration_guide(autoencoder, source, scale, factor, spacing, gaps, device, progress) \
-                if guide == "registration" else None
+            guide_latents, guide_images = registration_guide(autoencoder, source, scale, factor, spacing, gaps, device, progress) \
+                if guide == "registration" else (None, None)
             sampled, targets = sample_missing(denoiser, latents, factor, float(spacing[2]), settings, generator, progress,
-                                              gaps, temporal, first_guess[0] if first_guess is not None else None)
+                                              gaps, temporal, guide_latents)
             blends = linear_blends(latents, source, scale, factor, denoiser.neighbours, gaps) if decoding == "residual" else None
-            mix = (first_guess[1], guide_blend) if first_guess is not None and guide_blend > 0 else None
+            mix = (guide_images, guide_blend) if guide_images is not None and guide_blend > 0 else None
             decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress, mix)
             if outside_view:
                 zero_outside_view(out, std, source, targets, factor)
@@ -245,7 +245,7 @@ def check_guide(guide: str, strength: float, steps: int, timesteps: int = TRAIN_
 
 def registration_guide(autoencoder, source: np.ndarray, scale: float, factor: int, spacing: tuple, gaps: range, device: str,
                        progress: Progress):
-    """Latents (T, M, C, h, w) of the registration-based estimate of every missing slice of ``gaps``.
+    """Latents (T, M, C, h, w) and normalised images (T, M, Y, X) of the registration-based estimate of every missing slice of ``gaps``.
 
     The same morphing as the registration baseline (:func:`calid.registration.morph_between`),
     in the order :func:`calid.sampling.gap_requests` lists the missing slices.

@@ -142,7 +142,8 @@ def clip_batch(cines: list[LatentCine], clips: int, crop: int, neighbours: int, 
         contexts.append(window[:, context_indices(first, gap, count, neighbours)])
         fractions += [(target - first) / gap] * len(order)
         gaps += [gap * cine.slice_spacing] * len(order)
-        starts.append(window[:, -1])
+        if guides is not None:
+            starts.append(window[:, -1])
     drawn = (torch.cat(targets), torch.cat(contexts), torch.tensor(fractions), torch.tensor(gaps))
     return (*drawn, len(order)) if guides is None else (*drawn, torch.cat(starts), len(order))
 

@@ -99,32 +99,33 @@ def initial_model(args: argparse.Namespace):
     return model, kwargs, name
 
 
+def _sampled_clip_errors(model: torch.nn.Module, cines: list[LatentCine], steps: int,
+                         guides: list[np.ndarray | None] | None = None) -> tuple[float, float]:
+    """Mean latent MSE and frame-change error of deterministic samples on VAL_CLIPS fixed clips (guided start with ``guides``)."""
+    from calid.sampling import SamplerSettings, sample_latents
+
+    generator = torch.Generator().manual_seed(1)
+    mse = temporal = 0.0
+    for _ in range(VAL_CLIPS):
+        drawn = clip_batch(cines, 1, 16, model.neighbours, generator, guides=guides)
+        (target, context, fraction, gap_mm), frames = drawn[:4], drawn[-1]
+        settings = SamplerSettings(steps=steps, temperature=SINGLE_SAMPLE_TEMPERATURE, chunk=frames, strength=DEFAULT_GUIDE_STRENGTH)
+        guide = drawn[4] if guides is not None else None  # without a guide the sampler starts from pure noise
+        sampled = sample_latents(model, context, fraction, gap_mm, settings, generator, model_kwargs={"frames": frames},
+                                 guide=guide)[0]
+        mse += float(((sampled - target) ** 2).mean()) / VAL_CLIPS
+        temporal += temporal_difference_error(sampled, target, frames) / VAL_CLIPS
+    return mse, temporal
+
+
 @torch.no_grad()
 def validation_scores(model: torch.nn.Module, cines: list[LatentCine], steps: int = DEFAULT_STEPS,
                       guides: list[np.ndarray | None] | None = None) -> dict[str, float]:
     """Latent MSE and frame-to-frame-change error of deterministic samples on fixed val clips (from guides too, if given)."""
-    from calid.sampling import SamplerSettings, sample_latents
-
-    totals = {"val_mse": 0.0, "val_temporal": 0.0}
-    generator = torch.Generator().manual_seed(1)
-    for _ in range(VAL_CLIPS):
-        target, context, fraction, gap_mm, frames = clip_batch(cines, 1, 16, model.neighbours, generator)
-        settings = SamplerSettings(steps=steps, temperature=SINGLE_SAMPLE_TEMPERATURE, chunk=frames)
-        sampled = sample_latents(model, context, fraction, gap_mm, settings, generator, model_kwargs={"frames": frames})[0]
-        totals["val_mse"] += float(((sampled - target) ** 2).mean()) / VAL_CLIPS
-        totals["val_temporal"] += temporal_difference_error(sampled, target, frames) / VAL_CLIPS
+    scores = dict(zip(("val_mse", "val_temporal"), _sampled_clip_errors(model, cines, steps)))
     if guides is not None:
-        totals.update(guided_mse=0.0, guided_temporal=0.0)
-        generator = torch.Generator().manual_seed(1)
-        for _ in range(VAL_CLIPS):
-            target, context, fraction, gap_mm, guide, frames = clip_batch(cines, 1, 16, model.neighbours, generator, guides=guides)
-            settings = SamplerSettings(steps=steps, temperature=SINGLE_SAMPLE_TEMPERATURE, chunk=frames,
-                                       strength=DEFAULT_GUIDE_STRENGTH)
-            sampled = sample_latents(model, context, fraction, gap_mm, settings, generator, model_kwargs={"frames": frames},
-                                     guide=guide)[0]
-            totals["guided_mse"] += float(((sampled - target) ** 2).mean()) / VAL_CLIPS
-            totals["guided_temporal"] += temporal_difference_error(sampled, target, frames) / VAL_CLIPS
-    return totals
+        scores.update(zip(("guided_mse", "guided_temporal"), _sampled_clip_errors(model, cines, steps, guides)))
+    return scores
 
 
 def run_denoiser_2dt(args: argparse.Namespace, context: DistributedContext) -> None:

@@ -25,6 +25,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from CaLIDSlicerLib import dependencies
+from CaLIDSlicerLib import models as modelfiles
 from CaLIDSlicerLib.logic import ReconstructionRun, RunResult
 from CaLIDSlicerLib.nodes import SYNTHESIZED_ATTRIBUTE, describe_input
 from CaLIDSlicerLib.parameters import NODE_FIELDS, CaLIDParameters, Device, Method, Mode, Quality
@@ -126,6 +127,8 @@ class CaLIDSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateInputKind)
+        self.ui.modelsCollapsibleButton.connect("contentsCollapsed(bool)", self._onModelsCollapsed)
+        self.ui.importModelButton.connect("clicked(bool)", self.onImportModelButton)
         self.ui.progressBar.hide()
         qt.QTimer.singleShot(0, self._updateDeviceInfo)  # may import torch: after the panel is shown
         self.initializeParameterNode()
@@ -180,6 +183,37 @@ class CaLIDSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _updateDeviceInfo(self) -> None:
         self.ui.deviceInfoLabel.text = dependencies.gpu_description()
 
+    def _onModelsCollapsed(self, collapsed: bool) -> None:
+        if not collapsed:
+            self._updateModelList()
+
+    def _updateModelList(self) -> None:
+        """Ask the engine which models it finds (a child process, about a second)."""
+        try:
+            with slicer.util.WaitCursor():
+                rows = self.logic.installedModels()
+        except Exception as err:
+            self.ui.modelsLabel.text = _(
+                "Could not list the models ({error}). Press Apply once to install the engine's packages."
+            ).format(error=err)
+            return
+        self.ui.modelsLabel.text = "\n".join(row.text() for row in rows) or _("No models found.")
+
+    def onImportModelButton(self) -> None:
+        chosen = qt.QFileDialog.getOpenFileName(
+            slicer.util.mainWindow(), _("Import a CaLID model"), "", modelfiles.IMPORT_FILE_FILTER)
+        if not chosen:
+            return
+        try:
+            with slicer.util.tryWithErrorDisplay(_("The model was not installed."), waitCursor=True):
+                message = self.logic.importModel(chosen, self.ui.modelSha256LineEdit.text)
+        except Exception as err:
+            self.ui.statusLabel.text = str(err)
+            return
+        self.ui.statusLabel.text = message
+        self.ui.modelSha256LineEdit.text = ""
+        self._updateModelList()
+
     def _setRunning(self, running: bool) -> None:
         self.ui.applyButton.text = _("Cancel") if running else _("Apply")
         self.ui.applyButton.toolTip = _("Stop the engine; nothing is added to the scene") if running else _(
@@ -187,7 +221,8 @@ class CaLIDSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.visible = running
         self.ui.progressBar.value = 0
         for button in (self.ui.inputsCollapsibleButton, self.ui.settingsCollapsibleButton,
-                       self.ui.advancedCollapsibleButton, self.ui.outputsCollapsibleButton):
+                       self.ui.advancedCollapsibleButton, self.ui.modelsCollapsibleButton,
+                       self.ui.outputsCollapsibleButton):
             button.enabled = not running
 
     def onApplyButton(self) -> None:
@@ -255,6 +290,14 @@ class CaLIDSlicerLogic(ScriptedLoadableModuleLogic):
         installed = dependencies.install_requirements(slicer.util.pip_install)
         if installed:
             logging.info(f"CaLID installed: {', '.join(map(str, installed))}")
+
+    def installedModels(self) -> list[modelfiles.ModelRow]:
+        """The models the engine finds, and where (bundled, user cache, $CALID_MODEL_DIR)."""
+        return modelfiles.list_installed()
+
+    def importModel(self, path: str, sha256: str = "") -> str:
+        """Install a model archive or folder copied by hand (offline sites); checked by SHA-256 when given."""
+        return modelfiles.import_model_file(path, sha256)
 
     def newRun(self, parameters: CaLIDParameters) -> ReconstructionRun:
         return ReconstructionRun(slicer.mrmlScene, parameters, sequences_logic=slicer.modules.sequences.logic())

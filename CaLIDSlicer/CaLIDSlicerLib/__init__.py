@@ -6,5 +6,6 @@
 - :mod:`.outputs` — turns the files a run wrote into new nodes (all or nothing).
 - :mod:`.process` — the engine as a child process with JSON progress, polled without blocking.
 - :mod:`.logic` — one reconstruction run: write input, run, read outputs, clean up.
+- :mod:`.models` — the models the engine finds, and installing one copied by hand (offline sites).
 - :mod:`.dependencies` — PyTorch and pip requirements, installed on first use.
 """

@@ -95,6 +95,7 @@ class EngineProcess:
         self.env = child_environment(device)
         self.state = ProgressState()
         self.stderr_lines: list[str] = []
+        self.messages: list[str] = []  # stdout lines that were not progress events (a command's answer)
         self.cancelled = False
         self._events: queue.Queue = queue.Queue()
         self._proc: subprocess.Popen | None = None
@@ -133,6 +134,8 @@ class EngineProcess:
                 self.stderr_lines.append(line.rstrip("\r\n"))
                 continue
             event = parse_line(line)
+            if event["event"] == "message":
+                self.messages.append(event["text"])
             self.state.update(event)
             events.append(event)
 

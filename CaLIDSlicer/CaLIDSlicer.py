@@ -287,7 +287,8 @@ class CaLIDSlicerLogic(ScriptedLoadableModuleLogic):
     def ensureDependencies(self, ask: bool = True) -> None:
         """PyTorch via the PyTorch extension, then the engine's pip packages (Slicer's own ones pinned)."""
         dependencies.ensure_torch(ask=ask)
-        installed = dependencies.install_requirements(slicer.util.pip_install)
+        confirm = slicer.util.confirmOkCancelDisplay if ask else None
+        installed = dependencies.install_requirements(slicer.util.pip_install, confirm=confirm)
         if installed:
             logging.info(f"CaLID installed: {', '.join(map(str, installed))}")
 
@@ -324,6 +325,15 @@ class CaLIDSlicerTest(ScriptedLoadableModuleTest):
         self.test_linear_reconstruction_lies_over_input()
         self.setUp()
         self.test_sample_data_loads_as_a_cine()
+        self.test_bundled_models_are_listed()
+
+    def test_bundled_models_are_listed(self):
+        self.delayDisplay("Listing the models the engine finds (a PythonSlicer child process)")
+        rows = {row.name: row for row in CaLIDSlicerLogic().installedModels()}
+        for name in ("calid-vae-acdc", "calid-denoiser-acdc", "calid-denoiser-2dt-acdc", "calid-segmenter-acdc"):
+            self.assertIn(name, rows)
+            self.assertTrue(rows[name].installed, f"{name} is not found: {rows[name].text()}")
+        self.delayDisplay("Test passed")
 
     def test_sample_data_loads_as_a_cine(self):
         import SampleData

@@ -106,13 +106,30 @@ def pin_constraints(version_of: Callable[[str], str] = importlib.metadata.versio
     return pins
 
 
+def confirmation_text(missing: list[Requirement]) -> str:
+    """What the panel asks before pip runs: which packages, from where, and that Slicer's own stay as they are."""
+    names = ", ".join(map(str, missing))
+    return (f"CaLID needs these Python packages, which are not installed in Slicer yet: {names}.\n\n"
+            "Install them now with pip (from the Python Package Index; Slicer's own numpy, VTK, SimpleITK "
+            "and PyTorch are kept as they are)? This is needed once.")
+
+
 def install_requirements(pip_install: Callable[[list[str]], object],
                          requirements: list[Requirement] | None = None,
-                         version_of: Callable[[str], str] = importlib.metadata.version) -> list[Requirement]:
-    """pip-install what is missing (Slicer: ``slicer.util.pip_install``), with Slicer's packages pinned."""
+                         version_of: Callable[[str], str] = importlib.metadata.version,
+                         confirm: Callable[[str], bool] | None = None) -> list[Requirement]:
+    """pip-install what is missing (Slicer: ``slicer.util.pip_install``), with Slicer's packages pinned.
+
+    ``confirm`` (Slicer: an OK/Cancel dialog) is asked first; declining installs nothing and raises.
+    """
     missing = missing_requirements(read_requirements() if requirements is None else requirements, version_of)
     if not missing:
         return []
+    if confirm is not None and not confirm(confirmation_text(missing)):
+        raise DependencyError(
+            f"CaLID cannot run without {', '.join(r.name for r in missing)}; the install was declined. "
+            "Press Apply again to be asked again, or install them from the Python console with "
+            "slicer.util.pip_install")
     with tempfile.TemporaryDirectory(prefix="calid-pip-") as folder:
         constraints = Path(folder) / "constraints.txt"
         constraints.write_text("\n".join(pin_constraints(version_of)) + "\n", encoding="utf-8")

@@ -91,6 +91,31 @@ def test_nothing_to_install_calls_no_pip():
     assert install_requirements(pip_install, parse_requirements("tqdm\n"), versions(tqdm="4.66")) == []
 
 
+def test_the_user_is_asked_before_pip_runs_and_a_no_installs_nothing():
+    asked, calls = [], []
+    requirements = parse_requirements("monai>=1.3\nslicerio>=1.0\n")
+    version_of = versions(monai="1.4.0")
+
+    def decline(text: str) -> bool:
+        asked.append(text)
+        return False
+
+    with pytest.raises(DependencyError, match="without slicerio; the install was declined"):
+        install_requirements(calls.append, requirements, version_of, confirm=decline)
+    assert calls == []
+    assert "slicerio>=1.0" in asked[0] and "monai" not in asked[0] and "kept as they are" in asked[0]
+    installed = install_requirements(calls.append, requirements, version_of, confirm=lambda text: True)
+    assert [r.name for r in installed] == ["slicerio"] and len(calls) == 1
+
+
+def test_nothing_missing_asks_nothing():
+    def never(text: str) -> bool:
+        raise AssertionError("nothing to install: no dialog")
+
+    assert install_requirements(lambda args: None, parse_requirements("tqdm\n"), versions(tqdm="4.66"),
+                                confirm=never) == []
+
+
 def test_pins_use_the_real_installed_versions():
     pins = dict(line.split("==") for line in pin_constraints())
     assert pins["numpy"] == importlib.metadata.version("numpy")

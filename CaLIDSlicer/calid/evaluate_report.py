@@ -23,6 +23,7 @@ METRICS: dict[str, str] = {
     "ssim": "SSIM",
     "psnr_heart": "PSNR heart (dB)",
     "ssim_heart": "SSIM heart",
+    "contrast_heart": "Contrast heart",
     "dice_lv": "Dice LV",
     "dice_myo": "Dice MYO",
     "dice_rv": "Dice RV",

@@ -7,6 +7,10 @@ Conventions, stated once because every reported number depends on them:
   K1 0.01, K2 0.03, averaged over the window positions that fit inside the slice
   (MONAI's :func:`~monai.metrics.regression.compute_ssim_and_cs`; equal to
   scikit-image's ``structural_similarity(gaussian_weights=True)``).
+- ``contrast_ratio`` is the standard deviation of each predicted slice over that of its
+  true slice, averaged over slices: 1 is the truth's contrast, below 1 a smoother image
+  (a conditional-mean estimate sits below 1 by design; it shows how much texture and
+  noise a method leaves out, which PSNR rewards and a reader notices).
 - ``dice`` of a structure absent from both masks is ``nan`` (nothing to score, left
   out of means by ``nanmean``); absent from exactly one of them it is ``0``.
 - ``hd95`` is ``nan`` unless the structure is present in both masks: a distance to
@@ -67,6 +71,17 @@ def ssim(pred: np.ndarray, truth: np.ndarray, data_range: float = 1.0) -> float:
         data_range=data_range,
     )
     return float(value.mean())
+
+
+def contrast_ratio(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over slices (Z', Y, X) of std(pred slice) / std(true slice); flat true slices are left out."""
+    pred, truth = _same_shape(pred, truth)
+    if pred.ndim != 3:
+        raise InputError(f"contrast_ratio takes a stack of slices (Z, Y, X), not shape {pred.shape}")
+    true_std = truth.astype(np.float64).std(axis=(1, 2))
+    pred_std = pred.astype(np.float64).std(axis=(1, 2))
+    varied = true_std > 1e-9 * max(float(np.abs(truth).max()), 1e-30)  # flat up to rounding
+    return float(np.mean(pred_std[varied] / true_std[varied])) if varied.any() else float("nan")
 
 
 def dice(pred_labels: np.ndarray, true_labels: np.ndarray, label: int) -> float:

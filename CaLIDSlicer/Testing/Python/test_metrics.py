@@ -73,6 +73,24 @@ def test_shape_mismatch_is_an_input_error():
         metrics.psnr(np.zeros((4, 4)), np.zeros((4, 5)))
 
 
+def test_contrast_ratio_is_the_mean_ratio_of_slice_deviations():
+    rng = np.random.default_rng(3)
+    truth = rng.normal(0.5, 0.2, size=(3, 16, 16))
+    assert metrics.contrast_ratio(truth, truth) == pytest.approx(1.0)
+    smoother = truth.mean() + 0.5 * (truth - truth.mean())
+    assert metrics.contrast_ratio(smoother, truth) == pytest.approx(0.5)
+    brighter = truth + 0.3  # a shift changes no contrast
+    assert metrics.contrast_ratio(brighter, truth) == pytest.approx(1.0)
+    flat = truth.copy()
+    flat[1] = 0.4  # a flat true slice has no contrast to compare with: left out
+    doubled = flat.copy()
+    doubled[0] = 2 * flat[0]
+    assert metrics.contrast_ratio(doubled, flat) == pytest.approx((2 + 1) / 2)
+    assert np.isnan(metrics.contrast_ratio(np.zeros((2, 4, 4)), np.ones((2, 4, 4))))
+    with pytest.raises(InputError, match="stack of slices"):
+        metrics.contrast_ratio(truth[0], truth[0])
+
+
 def test_dice_counts_overlap_of_one_label():
     truth = np.zeros((6, 6), int)
     pred = np.zeros((6, 6), int)

@@ -125,6 +125,11 @@ def test_metadata_agrees_across_cmake_s4ext_and_json():
     assert legacy["scmurl"] == entry["scm_url"] and legacy["scmurl"].startswith(legacy["homepage"])
     assert cmake_variable("EXTENSION_ICONURL") == legacy["iconurl"]
     assert legacy["iconurl"].endswith("CaLIDSlicer/Resources/Icons/CaLIDSlicer.png")
+    screenshots = cmake_variable("EXTENSION_SCREENSHOTURLS").split()
+    assert screenshots == legacy["screenshoturls"].split() and screenshots
+    prefix = legacy["iconurl"].split("CaLIDSlicer/Resources/")[0]
+    for url in screenshots:  # each names a file of this repository, on the same branch as the icon
+        assert url.startswith(prefix) and (REPO / url[len(prefix):]).is_file(), url
     allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
                "dicom_support_rule", "build_subdirectory", "enabled", "tier"}
     assert set(entry) <= allowed  # the catalog schema has additionalProperties: false

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,4 +129,29 @@ def import_model_file(chosen: str | Path, sha256: str = "", python: str | None =
     message = output.strip().splitlines()[-1] if output.strip() else f"installed {path.name}"
     if not digest:
         message += " (no SHA-256 given: only a registry model's archive was checked against the registry)"
-    return message
+    return message + shadowing_note(message)
+
+
+_INSTALLED = re.compile(r"^installed (?P<name>\S+) \S+ \(\S+\) in (?P<path>.+)$")
+
+
+def shadowing_note(confirmation: str) -> str:
+    """A warning when the engine will keep using another copy of the model it just installed.
+
+    The engine looks in $CALID_MODEL_DIR and the bundle before the user cache, so a newer copy of
+    a bundled model imported by hand is not the one a run uses; the user must be told.
+    """
+    from calid import weights
+    from calid.errors import ModelError
+
+    match = _INSTALLED.match(confirmation)
+    if match is None:
+        return ""
+    try:
+        used = weights.find_model(match["name"])
+    except ModelError:
+        return ""
+    if used.resolve() == Path(match["path"]).resolve():
+        return ""
+    return (f". Note: runs still use the copy in {used.parent} (looked in before the user cache); "
+            f"remove it or point $CALID_MODEL_DIR at {Path(match['path']).parent} to use the imported one")

@@ -6,6 +6,7 @@ user cache inside the test's folder.
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def test_the_engine_lists_the_bundled_models(user_cache):
 def test_an_archive_with_its_checksum_is_installed_and_then_listed(user_cache, hand_copied_model):
     archive = zipped(hand_copied_model)
     message = import_model_file(archive, sha256=f"  {weights.sha256_of(archive).upper()} ")
-    assert "installed site-segmenter 0.3" in message
+    assert "installed site-segmenter 0.3" in message and "runs still use" not in message
     assert weights.sha256_of(user_cache / "site-segmenter" / weights.WEIGHTS_FILE) == weights.sha256_of(
         hand_copied_model / weights.WEIGHTS_FILE)
     row = {row.name: row for row in list_installed()}["site-segmenter"]
@@ -106,6 +107,16 @@ def test_without_a_checksum_the_message_says_the_file_was_not_verified(user_cach
     assert "installed site-segmenter 0.3" in message and "no SHA-256 given" in message
     assert "no SHA-256" not in import_model_file(zipped(hand_copied_model), sha256=weights.sha256_of(
         hand_copied_model.parent / "site-segmenter.zip"))
+
+
+def test_importing_a_copy_of_a_bundled_model_says_the_bundled_one_is_still_used(user_cache, tmp_path):
+    bundled = weights.BUNDLED_DIR / "calid-segmenter-acdc"
+    copy = tmp_path / "usb" / "calid-segmenter-acdc"
+    copy.parent.mkdir()
+    shutil.copytree(bundled, copy)
+    message = import_model_file(copy / "config.json", sha256=weights.sha256_of(copy / weights.WEIGHTS_FILE))
+    assert f"runs still use the copy in {weights.BUNDLED_DIR}" in message
+    assert (user_cache / "calid-segmenter-acdc" / weights.CONFIG_FILE).is_file()
 
 
 def test_a_missing_file_is_named(user_cache, tmp_path):

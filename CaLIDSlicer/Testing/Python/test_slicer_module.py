@@ -112,3 +112,12 @@ def test_parameter_node_becomes_the_plain_parameter_object(module):
     params = module.parametersFromNode(types.SimpleNamespace(**values))
     assert params.input_volume == "vtkMRMLScalarVolumeNode7" and params.output_volume == ""
     assert (params.mode, params.device, params.factor) == (Mode.CINE, Device.CPU, 4)
+
+
+def test_logic_lists_the_bundled_models_through_the_engine(module, monkeypatch, tmp_path):
+    """The Logic's model list is the real engine's, run as a child process (what the Models section shows)."""
+    monkeypatch.delenv("CALID_MODEL_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    rows = {row.name: row for row in module.CaLIDSlicerLogic().installedModels()}
+    assert {rows[name].where for name in ("calid-vae-acdc", "calid-denoiser-acdc", "calid-denoiser-2dt-acdc",
+                                          "calid-segmenter-acdc")} == {"bundled"}

@@ -41,13 +41,16 @@ class ModelRow:
     kind: str
     version: str | None  # installed version, None when not installed
     where: str  # "bundled", "user cache", "$CALID_MODEL_DIR", a folder, or "not installed"
+    error: str = ""  # the engine found the folder but cannot read the model in it
 
     @property
     def installed(self) -> bool:
-        return self.version is not None
+        return self.version is not None and not self.error
 
     def text(self) -> str:
         feature = FEATURE_OF_KIND.get(self.kind, self.kind)
+        if self.error:
+            return f"{self.name} ({feature}): unusable copy in {self.where}: {self.error}"
         if not self.installed:
             return f"{self.name} ({feature}): not installed"
         return f"{self.name} {self.version} ({feature}): {self.where}"
@@ -74,8 +77,8 @@ def rows_from_listing(listing: list[dict], *, bundled_dir: Path, cache_dir: Path
         path = entry.get("path") if entry.get("installed") else None
         kind = entry.get("installed_kind") or entry.get("kind") or "?"
         version = entry.get("installed_version") if path else None
-        rows.append(ModelRow(entry["name"], kind, version if path else None,
-                             _where(path, bundled_dir, cache_dir, env_dir)))
+        rows.append(ModelRow(entry["name"], kind, version, _where(path, bundled_dir, cache_dir, env_dir),
+                             entry.get("error", "") if path else ""))
     return rows
 
 

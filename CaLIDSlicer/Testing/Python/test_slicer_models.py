@@ -119,6 +119,15 @@ def test_importing_a_copy_of_a_bundled_model_says_the_bundled_one_is_still_used(
     assert (user_cache / "calid-segmenter-acdc" / weights.CONFIG_FILE).is_file()
 
 
+def test_a_broken_copy_in_the_cache_is_shown_as_unusable(user_cache):
+    broken = user_cache / "calid-extra"
+    broken.mkdir(parents=True)
+    (broken / weights.CONFIG_FILE).write_text("{not json", encoding="utf-8")
+    row = {row.name: row for row in list_installed()}["calid-extra"]
+    assert not row.installed and row.where == "user cache"
+    assert row.text().startswith("calid-extra (?): unusable copy in user cache: ") and "not a valid model config" in row.text()
+
+
 def test_a_missing_file_is_named(user_cache, tmp_path):
     with pytest.raises(ModelCallFailed, match="does not exist; choose the model archive"):
         import_model_file(tmp_path / "nowhere.zip")

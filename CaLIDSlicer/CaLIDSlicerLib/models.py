@@ -129,10 +129,9 @@ def import_model_file(chosen: str | Path, sha256: str = "", python: str | None =
     if digest:
         arguments += ["--sha256", digest]
     output = _engine_call(arguments, python, f"importing {path.name}")
-    message = output.strip().splitlines()[-1] if output.strip() else f"installed {path.name}"
-    if not digest:
-        message += " (no SHA-256 given: only a registry model's archive was checked against the registry)"
-    return message + shadowing_note(message)
+    confirmation = output.strip().splitlines()[-1] if output.strip() else f"installed {path.name}"
+    unchecked = "" if digest else " (no SHA-256 given: only a registry model's archive was checked against the registry)"
+    return confirmation + unchecked + shadowing_note(confirmation)
 
 
 _INSTALLED = re.compile(r"^installed (?P<name>\S+) \S+ \(\S+\) in (?P<path>.+)$")

@@ -105,6 +105,7 @@ def test_without_a_checksum_the_message_says_the_file_was_not_verified(user_cach
     """A site's own build is not in the registry: the engine installs it, the panel says nothing vouched for it."""
     message = import_model_file(zipped(hand_copied_model))
     assert "installed site-segmenter 0.3" in message and "no SHA-256 given" in message
+    assert "runs still use" not in message  # the note must not be read as part of the install path
     assert "no SHA-256" not in import_model_file(zipped(hand_copied_model), sha256=weights.sha256_of(
         hand_copied_model.parent / "site-segmenter.zip"))
 

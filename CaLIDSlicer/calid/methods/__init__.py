@@ -1,0 +1,1 @@
+"""Reconstruction methods and what they cost (the package the reorganisation fills)."""

@@ -26,7 +26,7 @@ REFERENCE_PIXELS = 256 * 256
 
 #: Seconds per unit on the project's CPU (2 threads), from docs/results/estimate_cpu.json via fit_costs.
 CPU_COSTS: dict[str, float] = {
-    "startup": 6.0,
+    "startup": 2.55,
     "io": 0.00605,
     "encode": 0.0733,
     "register_gap": 0.0720,
@@ -37,7 +37,7 @@ CPU_COSTS: dict[str, float] = {
     "registration_gap": 0.0872,
     "registration_slice": 0.00374,
     "interpolate": 0.000132,
-    "segment": 0.49,
+    "segment": 0.485,
 }
 #: Where each device's unit costs come from; None: not measured yet.
 DEVICE_COSTS: dict[str, dict[str, float] | None] = {"cpu": CPU_COSTS, "cuda": None}

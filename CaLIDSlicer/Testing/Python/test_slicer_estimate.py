@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import time
 
 import pytest
 
@@ -10,8 +10,6 @@ slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install sl
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not Slicer's MRML core (pip install slicer-core)",
                 allow_module_level=True)
-
-import time  # noqa: E402
 
 from CaLIDSlicerLib.estimate import estimate_line, estimate_run  # noqa: E402
 from CaLIDSlicerLib.logic import ReconstructionRun  # noqa: E402

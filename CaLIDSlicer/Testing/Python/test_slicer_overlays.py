@@ -13,12 +13,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 from CaLIDSlicerLib.logic import ReconstructionRun  # noqa: E402
 from CaLIDSlicerLib.nodes import SYNTHESIZED_ATTRIBUTE, volume_to_node  # noqa: E402
 from CaLIDSlicerLib.outputs import LoadedOutputs, add_output_nodes  # noqa: E402
-from CaLIDSlicerLib.overlays import (  # noqa: E402
-    SYNTHESISED_SEGMENT_ID,
-    set_visible,
-    show_over,
-    synthesised_array,
-)
+from CaLIDSlicerLib.overlays import set_visible, show_over, synthesised_array  # noqa: E402
 from CaLIDSlicerLib.parameters import CaLIDParameters  # noqa: E402
 
 CINE_INDEX = {"index_values": ["0", "40", "80", "120"], "index_name": "time", "index_unit": "ms"}

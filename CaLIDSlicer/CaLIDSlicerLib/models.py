@@ -98,7 +98,7 @@ def _engine_call(arguments: list[str], python: str | None, what: str) -> str:
 
 def list_installed(python: str | None = None) -> list[ModelRow]:
     """Every registry model and every other installed one, with where the engine finds it."""
-    from calid import weights
+    from calid.models import format as weights
 
     output = _engine_call(["models", "list", "--json"], python, "listing the models")
     try:
@@ -143,7 +143,7 @@ def shadowing_note(confirmation: str) -> str:
     The engine looks in $CALID_MODEL_DIR and the bundle before the user cache, so a newer copy of
     a bundled model imported by hand is not the one a run uses; the user must be told.
     """
-    from calid import weights
+    from calid.models import format as weights
     from calid.errors import ModelError
 
     match = _INSTALLED.match(confirmation)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calid.baselines import METHODS, interpolate
+from calid.methods.baselines import METHODS, interpolate
 from calid.errors import InputError
-from calid.registration import symmetric_motion
+from calid.methods.registration import symmetric_motion
 
 
 def random_stack(z: int = 4, y: int = 16, x: int = 18, seed: int = 0) -> np.ndarray:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from calid.bench import markdown_table
+from calid.evaluation.bench import markdown_table
 from calid.cli import main
 
 
@@ -32,7 +32,7 @@ def test_bench_refuses_unknown_case(capsys):
 def _tiny_stack():
     import numpy as np
 
-    from calid.volume import Volume
+    from calid.io.volume import Volume
 
     rng = np.random.default_rng(3)
     return Volume(rng.integers(0, 1000, size=(3, 32, 32)).astype(np.int16), spacing=(1.5, 1.5, 8.0))
@@ -40,8 +40,8 @@ def _tiny_stack():
 
 def test_pixel_comparator_is_timed_against_calid_at_equal_steps(tmp_path):
     pytest.importorskip("torch")
-    from calid.bench import bench_volume, speed_ratios
-    from calid.reconstruction import calid_model_available
+    from calid.evaluation.bench import bench_volume, speed_ratios
+    from calid.methods.reconstruction import calid_model_available
 
     if not calid_model_available():
         pytest.skip("the bundled CaLID model is not installed")
@@ -60,7 +60,7 @@ def test_pixel_comparator_is_timed_against_calid_at_equal_steps(tmp_path):
 
 
 def test_pixel_comparator_needs_equal_steps_for_a_ratio(tmp_path):
-    from calid.bench import BenchRow, speed_ratios
+    from calid.evaluation.bench import BenchRow, speed_ratios
 
     def row(method, steps):
         return BenchRow("3d", method, "cpu", 1, [3, 32, 32], [5, 32, 32], {"total": 1.0, "sample": 0.5}, steps=steps)
@@ -71,7 +71,7 @@ def test_pixel_comparator_needs_equal_steps_for_a_ratio(tmp_path):
 
 def test_pixel_comparator_is_not_a_public_method():
     from calid.errors import InputError
-    from calid.reconstruction import reconstruct
+    from calid.methods.reconstruction import reconstruct
 
     with pytest.raises(InputError, match="method must be one of"):
         reconstruct(_tiny_stack(), factor=2, method="pixel-diffusion")

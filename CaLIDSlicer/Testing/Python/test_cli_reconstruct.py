@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from calid.cli import main
-from calid.io import read, write
+from calid.io.read_write import read, write
 
 
 def test_help_lists_the_commands():
@@ -36,7 +36,7 @@ def test_reconstruct_writes_volume_and_report(tmp_path, oblique_stack, capsys):
 
 
 def test_calid_sampler_options_reach_the_engine_and_the_report(tmp_path, oblique_stack):
-    import calid.reconstruction as rec
+    import calid.methods.reconstruction as rec
 
     if not rec.calid_model_available():
         pytest.skip("the bundled CaLID model is not installed")

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from calid.cli import main
-from calid.cohort import parse_shard
+from calid.io.cohort import parse_shard
 from calid.errors import InputError
-from calid.io import read, write
+from calid.io.read_write import read, write
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from calid import io
-from calid.datasets import find_cases, load_case
+from calid.evaluation.datasets import find_cases, load_case
 from calid.errors import InputError, InputFileError
-from calid.volume import Volume
+from calid.io.volume import Volume
 
 
 def _write(path: Path, array: np.ndarray) -> Path:

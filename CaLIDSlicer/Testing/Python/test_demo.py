@@ -7,7 +7,7 @@ import json
 from PIL import Image
 
 from calid.cli import main
-from calid.io import read
+from calid.io.read_write import read
 
 
 def test_demo_writes_dense_volume_report_and_preview(tmp_path, capsys):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from calid import cli
-from calid.datasets import Case, LoadedCase, find_cases
+from calid.evaluation.datasets import Case, LoadedCase, find_cases
 from calid.errors import InputError
-from calid.evaluate import evaluate, evaluate_case, hold_out, intensity_scale, reconstruct_options
-from calid.evaluate_report import markdown, summarize, write_csv
-from calid.volume import Volume
+from calid.evaluation.evaluate import evaluate, evaluate_case, hold_out, intensity_scale, reconstruct_options
+from calid.evaluation.report import markdown, summarize, write_csv
+from calid.io.volume import Volume
 
 
 def ramp_case(n_slices: int = 7, labelled: bool = True) -> LoadedCase:

@@ -1,4 +1,4 @@
-"""calid.io: round trips keep voxels and geometry, writes are atomic, bad files fail clearly."""
+"""calid.io.read_write: round trips keep voxels and geometry, writes are atomic, bad files fail clearly."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from calid import io
 from calid.errors import InputFileError, OutputError
-from calid.volume import Volume
+from calid.io.volume import Volume
 
 FORMATS_3D = ["x.nii", "x.nii.gz", "x.nrrd", "x.mha"]
 FORMATS_CINE = ["x.nii", "x.nii.gz", "x.seq.nrrd"]
@@ -218,7 +218,7 @@ def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch
     ],
 )
 def test_reads_real_data(shared_data, relative, shape, cine):
-    from calid.validate import validate_volume
+    from calid.io.validate import validate_volume
 
     volume = io.read(shared_data / relative)
     assert volume.array.shape == shape

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from calid.cli import main
-from calid.io import write
+from calid.io.read_write import write
 
 
 def test_info_json_describes_a_cine(tmp_path, oblique_cine, capsys):

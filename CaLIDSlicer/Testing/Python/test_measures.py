@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from calid.errors import InputError
-from calid.labels import LV, MYO, RV
-from calid.measures import MYOCARDIUM_DENSITY, measure, structure_volumes_ml
-from calid.volume import Volume
+from calid.segmentation.labels import LV, MYO, RV
+from calid.segmentation.measures import MYOCARDIUM_DENSITY, measure, structure_volumes_ml
+from calid.io.volume import Volume
 
 SPACING = (1.5, 2.0, 5.0)  # one voxel = 15 mm^3
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from calid import metrics
+from calid.evaluation import metrics
 from calid.errors import InputError
 
 

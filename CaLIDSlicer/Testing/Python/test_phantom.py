@@ -7,9 +7,9 @@ import pytest
 from scipy import ndimage
 
 from calid.errors import InputError
-from calid.labels import LV, MYO, RV
-from calid.phantom import PhantomParams, make_phantom, make_phantom_pair
-from calid.phantom_anatomy import ES_PHASE, contraction
+from calid.segmentation.labels import LV, MYO, RV
+from calid.phantom.generator import PhantomParams, make_phantom, make_phantom_pair
+from calid.phantom.anatomy import ES_PHASE, contraction
 
 #: Small but anatomically complete: a 192 mm field of view holds the whole heart.
 SMALL = dict(n_slices=6, n_frames=4, size=(96, 96), pixel_spacing=2.0, slice_spacing=16.0)
@@ -157,7 +157,7 @@ def test_pair_refuses_a_fractional_factor():
 
 def test_cli_writes_image_and_labels(tmp_path):
     from calid.cli import main
-    from calid.io import read
+    from calid.io.read_write import read
 
     image, labels = tmp_path / "cine.nii.gz", tmp_path / "labels.nii.gz"
     argv = ["phantom", "-o", str(image), "--slices", "5", "--frames", "3", "--size", "64",
@@ -191,7 +191,7 @@ def test_cli_refuses_bad_arguments_and_writes_nothing(tmp_path, capsys, extra, m
 
 def test_phantom_command_can_store_int16_like_a_scanner(tmp_path):
     from calid.cli import main
-    from calid.io import read
+    from calid.io.read_write import read
 
     out = tmp_path / "cine.nii.gz"
     assert main(["phantom", "-o", str(out), "--slices", "3", "--frames", "2", "--size", "32", "--int16"]) == 0

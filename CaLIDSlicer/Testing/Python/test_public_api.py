@@ -8,8 +8,8 @@ import calid
 
 
 def test_public_functions_stay_functions_after_submodule_imports():
-    importlib.import_module("calid.reconstruction")
-    importlib.import_module("calid.segmentation")
+    importlib.import_module("calid.methods.reconstruction")
+    importlib.import_module("calid.segmentation.inference")
     for _ in range(2):
         assert callable(calid.reconstruct) and calid.reconstruct.__name__ == "reconstruct"
         assert callable(calid.segment) and calid.segment.__name__ == "segment"

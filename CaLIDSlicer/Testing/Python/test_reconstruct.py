@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from calid.errors import InputError
-from calid.reconstruction import reconstruct, resolve_factor
+from calid.methods.reconstruction import reconstruct, resolve_factor
 
 
 @pytest.mark.parametrize("factor", [2, 3, 4])
@@ -91,7 +91,7 @@ def test_nan_input_is_refused_before_any_work(oblique_cine):
 
 
 def test_auto_without_a_model_says_which_baseline_it_used(oblique_stack, monkeypatch, tmp_path):
-    import calid.reconstruction as rec
+    import calid.methods.reconstruction as rec
 
     monkeypatch.setattr(rec, "calid_model_available", lambda model=None: False)
     result = reconstruct(oblique_stack, factor=2, method="auto")
@@ -100,7 +100,7 @@ def test_auto_without_a_model_says_which_baseline_it_used(oblique_stack, monkeyp
 
 
 def test_input_too_large_for_memory_is_refused_with_the_amount(oblique_stack, monkeypatch):
-    import calid.validate as validate
+    import calid.io.validate as validate
 
     monkeypatch.setattr(validate, "available_memory_bytes", lambda: 1024)
     with pytest.raises(InputError, match=r"needs ~.* GiB"):
@@ -109,7 +109,7 @@ def test_input_too_large_for_memory_is_refused_with_the_amount(oblique_stack, mo
 
 @pytest.mark.parametrize("order", ["parallel", "autoregressive"])
 def test_bundled_calid_model_keeps_measured_slices_and_geometry(oblique_stack, order):
-    import calid.reconstruction as rec
+    import calid.methods.reconstruction as rec
 
     if not rec.calid_model_available():
         pytest.skip("the bundled CaLID model is not installed")
@@ -125,7 +125,7 @@ def test_bundled_calid_model_keeps_measured_slices_and_geometry(oblique_stack, o
 
 
 def test_calid_without_guide_starts_from_noise_and_says_so(oblique_stack):
-    import calid.reconstruction as rec
+    import calid.methods.reconstruction as rec
 
     if not rec.calid_model_available():
         pytest.skip("the bundled CaLID model is not installed")
@@ -137,7 +137,7 @@ def test_calid_without_guide_starts_from_noise_and_says_so(oblique_stack):
 
 
 def test_calid_samples_give_an_uncertainty_map_that_is_zero_on_measured_slices(oblique_stack):
-    import calid.reconstruction as rec
+    import calid.methods.reconstruction as rec
 
     if not rec.calid_model_available():
         pytest.skip("the bundled CaLID model is not installed")
@@ -160,7 +160,7 @@ def _with_dark_corner(volume, rows: int = 6):
 
 
 def test_outside_view_mask_marks_only_pixels_zero_on_both_neighbours():
-    from calid.calid_fill import outside_view_mask
+    from calid.methods.calid_fill import outside_view_mask
 
     source = np.ones((2, 3, 4, 4), np.int16)
     source[:, 0, 0] = 0  # row 0 dark on slice 0 only
@@ -173,7 +173,7 @@ def test_outside_view_mask_marks_only_pixels_zero_on_both_neighbours():
 
 @pytest.mark.parametrize("samples", [1, 2])
 def test_calid_leaves_the_dark_outside_of_the_view_dark(oblique_stack, samples):
-    import calid.reconstruction as rec
+    import calid.methods.reconstruction as rec
 
     if not rec.calid_model_available():
         pytest.skip("the bundled CaLID model is not installed")

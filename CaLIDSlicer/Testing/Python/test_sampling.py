@@ -8,14 +8,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
-from calid.calid_fill import fill  # noqa: E402
+from calid.methods.calid_fill import fill  # noqa: E402
 from calid.models.denoiser import SliceDenoiser  # noqa: E402
 from calid.models.vae import SliceAutoencoder  # noqa: E402
 from calid.progress import Progress  # noqa: E402
-from calid.sampling import (  # noqa: E402
+from calid.methods.sampling import (  # noqa: E402
     SamplerSettings, fill_latents, gap_requests, neighbour_indices, sample_latents, trailing_schedule,
 )
-from calid.weights import ModelConfig, save_model  # noqa: E402
+from calid.models.format import ModelConfig, save_model  # noqa: E402
 
 from test_models import TINY_DENOISER, TINY_VAE  # noqa: E402
 
@@ -115,8 +115,8 @@ def test_fill_refuses_a_model_that_is_not_a_denoiser(model_dir):
 
 def test_linear_blends_weight_the_nearest_acquired_neighbours():
     """Residual decoding adds decode(z) - decode(z_lin) to I_lin: both blends must use the same neighbours."""
-    import calid.calid_fill as calid_fill
-    from calid.calid_fill import linear_blends
+    import calid.methods.calid_fill as calid_fill
+    from calid.methods.calid_fill import linear_blends
 
     latents = torch.randn(1, 3, 2, 4, 4)
     images = np.random.default_rng(0).uniform(0, 1, (1, 3, 8, 8)).astype(np.float32)
@@ -210,10 +210,10 @@ def test_fill_latents_refuses_a_guide_of_the_wrong_shape():
 
 def test_registration_guide_encodes_the_registration_baselines_slices():
     """With an identity 'autoencoder' the guide is exactly the registration baseline's normalised missing slices."""
-    from calid.baselines import interpolate
-    from calid.calid_fill import registration_guide
-    from calid.phantom import make_phantom
-    from calid.preprocess import normalise
+    from calid.methods.baselines import interpolate
+    from calid.methods.calid_fill import registration_guide
+    from calid.phantom.generator import make_phantom
+    from calid.models.preprocess import normalise
 
     class Identity:
         def encode(self, images):
@@ -252,7 +252,7 @@ def test_fill_refuses_an_unknown_guide_or_a_start_it_cannot_take(model_dir, guid
 
 @pytest.mark.parametrize("view", range(8))
 def test_every_view_is_undone_by_its_inverse_on_non_square_latents(view):
-    from calid.sampling import VIEWS, view_of
+    from calid.methods.sampling import VIEWS, view_of
 
     latents = torch.randn(2, 4, 3, 5, 7)
     moved = view_of(latents, VIEWS[view])
@@ -276,7 +276,7 @@ class CornerDenoiser(torch.nn.Module):
     (4, [[10.5, 10.5, 10.5], [10.5, 10.5, 10.5]]),  # and up-down: a constant
 ])
 def test_predictions_are_averaged_over_the_views_in_the_original_frame(views, expected):
-    from calid.sampling import predict_in_views
+    from calid.methods.sampling import predict_in_views
 
     noisy = torch.zeros(1, 2, 2, 3)
     context = torch.zeros(1, 4, 2, 2, 3)
@@ -300,7 +300,7 @@ def test_sampler_settings_refuse_a_view_count_without_a_meaning(views):
 
 
 def test_guide_blend_mixes_the_registration_estimate_into_synthesised_slices_only(model_dir):
-    from calid.baselines import interpolate
+    from calid.methods.baselines import interpolate
 
     array = np.random.default_rng(5).uniform(50, 500, size=(1, 3, 12, 12)).astype(np.float32)
     spacing = (1.5, 1.5, 10.0)

@@ -10,9 +10,9 @@ import torch
 
 from calid.cli import main
 from calid.errors import InputError, ModelError
-from calid.io import read, read_segmentation, write
-from calid.labels import LV, MYO, RV
-from calid.segmentation import (
+from calid.io.read_write import read, read_segmentation, write
+from calid.segmentation.labels import LV, MYO, RV
+from calid.segmentation.inference import (
     DEFAULT_MODEL,
     from_model_grid,
     keep_largest_components,
@@ -20,7 +20,7 @@ from calid.segmentation import (
     segment_array,
     to_model_grid,
 )
-from calid.volume import Volume
+from calid.io.volume import Volume
 
 TINY = {"channels": [4, 8], "strides": [2], "num_res_units": 0, "pixel_size": 2.0, "window": 8}
 
@@ -29,7 +29,7 @@ TINY = {"channels": [4, 8], "strides": [2], "num_res_units": 0, "pixel_size": 2.
 def tiny_model(tmp_path, monkeypatch):
     """A randomly initialised segmenter installed under the default name, found via CALID_MODEL_DIR."""
     from calid.models.segmenter import SliceSegmenter
-    from calid.weights import ModelConfig, save_model
+    from calid.models.format import ModelConfig, save_model
 
     torch.manual_seed(0)
     config = ModelConfig(DEFAULT_MODEL, "0-test", "segmenter", "calid-segmenter", kwargs=TINY)
@@ -153,9 +153,9 @@ def test_cli_refuses_an_unknown_measures_format(tmp_path, oblique_stack, capsys)
 
 @pytest.mark.data
 def test_bundled_model_finds_the_lv_on_a_held_out_acdc_patient(shared_data):
-    from calid.datasets import find_cases, load_case
-    from calid.metrics import dice
-    from calid.weights import find_model
+    from calid.evaluation.datasets import find_cases, load_case
+    from calid.evaluation.metrics import dice
+    from calid.models.format import find_model
 
     try:
         find_model(DEFAULT_MODEL)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from calid.models.segmenter import N_CLASSES, SliceSegmenter
-from calid.weights import ModelConfig, load_model, save_model
+from calid.models.format import ModelConfig, load_model, save_model
 
 TINY = {"channels": [4, 8, 8], "strides": [2, 2], "num_res_units": 1, "pixel_size": 2.0}
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from calid import weights
-from calid.weights import ModelConfig
+from calid.models import format as weights
+from calid.models.format import ModelConfig
 from CaLIDSlicerLib.models import (
     ModelCallFailed,
     ModelRow,

@@ -12,8 +12,8 @@ if not hasattr(slicer, "vtkMRMLScene"):
 vtk = pytest.importorskip("vtk")
 
 from calid.errors import InputError  # noqa: E402
-from calid.labels import CARDIAC_STRUCTURES  # noqa: E402
-from calid.volume import Volume  # noqa: E402
+from calid.segmentation.labels import CARDIAC_STRUCTURES  # noqa: E402
+from calid.io.volume import Volume  # noqa: E402
 from CaLIDSlicerLib.nodes import (  # noqa: E402
     SYNTHESIZED_ATTRIBUTE,
     add_sequence_browser,

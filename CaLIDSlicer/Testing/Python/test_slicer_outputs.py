@@ -10,7 +10,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not Slicer's MRML core (pip install slicer-core)",
                 allow_module_level=True)
 
-from calid.labels import CARDIAC_STRUCTURES  # noqa: E402
+from calid.segmentation.labels import CARDIAC_STRUCTURES  # noqa: E402
 from CaLIDSlicerLib.nodes import SYNTHESIZED_ATTRIBUTE, node_to_volume, volume_to_node  # noqa: E402
 from CaLIDSlicerLib.outputs import LoadedOutputs, add_output_nodes, results_rows  # noqa: E402
 

@@ -60,7 +60,7 @@ def test_auto_uses_calid_with_the_quality_preset_when_the_model_is_installed(tmp
 
 @pytest.mark.parametrize("quality", list(Quality))
 def test_registration_start_can_be_turned_off_and_every_preset_parses(tmp_path, quality):
-    from calid.reconstruction import diffusion_options
+    from calid.methods.reconstruction import diffusion_options
 
     for start, guide in ((True, "registration"), (False, "none")):
         args = CaLIDParameters(quality=quality, registration_start=start).cli_arguments(files(tmp_path), calid_available=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from calid import io
-from calid.labels import CARDIAC_STRUCTURES
+from calid.segmentation.labels import CARDIAC_STRUCTURES
 
 slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):

@@ -8,14 +8,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
-import calid.calid_fill as calid_fill  # noqa: E402
-from calid.calid_fill import fill  # noqa: E402
+import calid.methods.calid_fill as calid_fill  # noqa: E402
+from calid.methods.calid_fill import fill  # noqa: E402
 from calid.errors import InputError, ModelError  # noqa: E402
 from calid.models.denoiser import SliceDenoiser  # noqa: E402
 from calid.models.temporal import TemporalSliceDenoiser  # noqa: E402
 from calid.models.vae import SliceAutoencoder  # noqa: E402
 from calid.progress import Progress  # noqa: E402
-from calid.weights import ModelConfig, save_model  # noqa: E402
+from calid.models.format import ModelConfig, save_model  # noqa: E402
 
 from test_models import TINY_DENOISER, TINY_VAE  # noqa: E402
 
@@ -141,7 +141,7 @@ def test_fill_refuses_a_model_that_does_not_fit_the_mode(models):
 
 
 def test_reconstruct_picks_2dt_for_a_cine_when_the_model_is_2dt(models, oblique_cine, oblique_stack):
-    from calid.reconstruction import reconstruct, resolve_mode
+    from calid.methods.reconstruction import reconstruct, resolve_mode
 
     result = reconstruct(oblique_cine, factor=2, method="calid", model=str(models["2dt"]), steps=2, device="cpu")
     assert result.mode == "2dt" and not any("frame by frame" in note for note in result.notes)
@@ -209,7 +209,7 @@ def test_cine_guides_morph_every_frame_and_skip_phantoms(tmp_path):
 
 
 def test_intensity_scale_of_a_huge_array_uses_an_even_sample(monkeypatch):
-    import calid.preprocess as preprocess
+    import calid.models.preprocess as preprocess
 
     values = np.random.default_rng(0).gamma(2.0, 50.0, size=200_000).astype(np.int16)
     exact = preprocess.intensity_scale(values)
@@ -221,7 +221,7 @@ def test_train_command_tunes_only_the_temporal_layers(tmp_path, models):
     import SimpleITK as sitk
 
     from calid.cli import main
-    from calid.weights import load_model
+    from calid.models.format import load_model
 
     data = tmp_path / "data"
     data.mkdir()
@@ -249,8 +249,8 @@ def test_train_command_tunes_only_the_temporal_layers(tmp_path, models):
 
 
 def test_bundled_2dt_model_makes_cines_by_default():
-    from calid.phantom import make_phantom
-    from calid.reconstruction import calid_model_available, reconstruct
+    from calid.phantom.generator import make_phantom
+    from calid.methods.reconstruction import calid_model_available, reconstruct
 
     if not calid_model_available("calid-denoiser-2dt-acdc"):
         pytest.skip("the bundled 2D+T model is not installed")

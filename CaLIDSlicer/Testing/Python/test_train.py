@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
 from calid.models.vae import SliceAutoencoder  # noqa: E402
-from calid.sampling import neighbour_indices  # noqa: E402
+from calid.methods.sampling import neighbour_indices  # noqa: E402
 from calid.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from calid.train.data import Stack, cached_stacks  # noqa: E402
 from calid.train.denoiser import context_indices, training_example  # noqa: E402
@@ -148,7 +148,7 @@ def test_distributed_training_with_two_cpu_processes_keeps_replicas_in_sync(tmp_
 @pytest.mark.slow
 def test_train_command_writes_a_loadable_model(tmp_path):
     from calid.cli import main
-    from calid.weights import load_model
+    from calid.models.format import load_model
 
     data = write_nifti_folder(tmp_path / "data", ["patient001_ED.nii.gz", "patient013_ED.nii.gz"])
     out = tmp_path / "run"
@@ -211,7 +211,7 @@ def test_augmented_examples_are_flips_or_turns_of_the_plain_ones_target_and_cont
 
 def test_trajectory_loss_is_zero_only_for_a_perfect_estimate_and_feeds_each_step_the_last():
     from calid.models.denoiser import SliceDenoiser
-    from calid.sampling import trailing_schedule
+    from calid.methods.sampling import trailing_schedule
     from calid.train.denoiser import latent_batch, trajectory_loss
 
     scheduler = trailing_schedule(SliceDenoiser(latent_channels=4, neighbours=2, channels=[8, 8], norm_num_groups=4).make_scheduler(), 2)
@@ -237,7 +237,7 @@ def test_denoiser_fine_tuning_with_the_trajectory_objective_starts_from_the_give
     from calid.cli import main
     from calid.models.denoiser import SliceDenoiser
     from calid.train import denoiser_run
-    from calid.weights import ModelConfig, load_model, save_model
+    from calid.models.format import ModelConfig, load_model, save_model
 
     tiny = {"latent_channels": 4, "neighbours": 2, "channels": [8, 8], "num_res_blocks": 1, "norm_num_groups": 4,
             "prediction_type": "sample"}
@@ -275,7 +275,7 @@ def test_guide_rows_cover_every_training_example_once():
 
 
 def test_stack_guides_are_the_registration_morphs_of_the_acquired_pair():
-    from calid.registration import morph_between
+    from calid.methods.registration import morph_between
     from calid.train.guides import guide_row, stack_guides
 
     slices = synthetic_stacks(1)[0].slices.astype(np.float32)
@@ -306,9 +306,9 @@ def test_guided_batches_carry_the_guide_of_each_example_turned_like_its_target()
 
 
 def test_guided_trajectory_starts_from_the_noised_guide():
-    from calid.calid_fill import DEFAULT_GUIDE_STRENGTH
+    from calid.methods.calid_fill import DEFAULT_GUIDE_STRENGTH
     from calid.models.denoiser import SliceDenoiser
-    from calid.sampling import trailing_schedule
+    from calid.methods.sampling import trailing_schedule
     from calid.train.denoiser import latent_batch, trajectory_loss
 
     model = SliceDenoiser(latent_channels=4, neighbours=2, channels=[8, 8], norm_num_groups=4)
@@ -330,7 +330,7 @@ def test_guided_trajectory_starts_from_the_noised_guide():
 def test_denoiser_training_with_the_guided_objective_caches_guides_and_trains(tmp_path):
     from calid.cli import main
     from calid.models.denoiser import SliceDenoiser
-    from calid.weights import ModelConfig, load_model, save_model
+    from calid.models.format import ModelConfig, load_model, save_model
 
     torch.manual_seed(0)
     vae = save_model(SliceAutoencoder(**TINY_VAE), ModelConfig("tiny-vae", "1", "vae", "calid-vae", TINY_VAE), tmp_path / "vae", "# t")

@@ -1,4 +1,4 @@
-"""calid.validate: every refusal fires, and its message says what is wrong and how to fix it."""
+"""calid.io.validate: every refusal fires, and its message says what is wrong and how to fix it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from calid.errors import InputError, OutputError
-from calid.validate import (
+from calid.io.validate import (
     GIB,
     check_fits_in_memory,
     check_output_path,
@@ -16,7 +16,7 @@ from calid.validate import (
     estimate_bytes,
     validate_volume,
 )
-from calid.volume import Volume
+from calid.io.volume import Volume
 
 
 def test_a_good_stack_and_cine_pass(oblique_stack, oblique_cine):
@@ -133,7 +133,7 @@ def test_missing_output_folder_is_refused(tmp_path):
 
 def test_read_only_output_folder_is_refused(tmp_path, monkeypatch):
     # chmod does not stop root, so ask the permission check itself to say "no"
-    monkeypatch.setattr("calid.validate.os.access", lambda path, mode: False)
+    monkeypatch.setattr("calid.io.validate.os.access", lambda path, mode: False)
     with pytest.raises(OutputError, match="is not writable; choose a folder you can write to"):
         check_output_path(None, tmp_path / "out.nii.gz")
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from calid import weights
+from calid.models import format as weights
 from calid.cli import main
 from calid.errors import ModelError, OutputError
-from calid.weights import ModelConfig, register_architecture
+from calid.models.format import ModelConfig, register_architecture
 
-MODELS_DIR = Path(weights.__file__).resolve().parents[1] / "Resources" / "Models"
+MODELS_DIR = Path(weights.__file__).resolve().parents[2] / "Resources" / "Models"
 
 
 @register_architecture("test-tiny-mlp")

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calid import weights
+    from calid.models import format as weights
 
     if args.action == "list":
         return _print_list(weights.list_models(), args.json)
@@ -75,7 +75,7 @@ def _print_list(rows: list[dict], as_json: bool) -> int:
 
 
 def _print_info(name: str, as_json: bool) -> int:
-    from calid import weights
+    from calid.models import format as weights
     from calid.errors import ModelError
 
     entry = next((row for row in weights.load_registry()["models"] if row["name"] == name), None)

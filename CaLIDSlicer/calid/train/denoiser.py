@@ -161,7 +161,7 @@ def trajectory_loss(model: torch.nn.Module, scheduler, batch, extra_error=None, 
     guide noised to the first timestep, as the guided sampler does (``scheduler`` then
     holds the guided schedule).
     """
-    from calid.sampling import guided_start
+    from calid.methods.sampling import guided_start
 
     target, context, fraction, gap_mm = batch[:4]
     latents = torch.zeros_like(target) if guide is None else guided_start(scheduler, guide, torch.zeros_like(target))

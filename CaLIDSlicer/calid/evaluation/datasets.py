@@ -17,9 +17,9 @@ from typing import Literal
 import numpy as np
 
 from calid.errors import InputError, InputFileError
-from calid.labels import LV, MYO, RV
-from calid.splits import split_of
-from calid.volume import Volume
+from calid.segmentation.labels import LV, MYO, RV
+from calid.evaluation.splits import split_of
+from calid.io.volume import Volume
 
 SplitChoice = Literal["train", "val", "test", "all"]
 CaseKind = Literal["3d", "cine"]
@@ -189,7 +189,7 @@ def load_case(case: Case) -> LoadedCase:
     """Read (or generate) a case with its labels in ACDC values."""
     if case.phantom:
         return _load_phantom(case)
-    from calid.io import read
+    from calid.io.read_write import read
 
     volume = read(case.image_path)
     if case.label_source == "sunnybrook" and case.label_path is not None:
@@ -224,7 +224,7 @@ def _with_sunnybrook_labels(case: Case, volume: Volume, mask: np.ndarray) -> Loa
 
 
 def _load_phantom(case: Case) -> LoadedCase:
-    from calid.phantom import make_phantom
+    from calid.phantom.generator import make_phantom
 
     phantom = make_phantom(**dict(case.phantom))
     labels = phantom.labels.array

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calid.labels import LV, MYO, RV
+from calid.segmentation.labels import LV, MYO, RV
 
 # Nominal LV at end-diastole (mm): cavity and epicardial equator radii, apex depths below the base.
 ENDO_RADIUS, EPI_RADIUS, ENDO_APEX, EPI_APEX = 28.5, 37.5, 84.0, 93.0

@@ -3,7 +3,7 @@
 Protocol for one stack (or every frame of a cine) and upsampling factor k:
 keep slices 0, k, 2k, ... (trailing slices are trimmed first so that the last one is
 kept, ``(Z - 1) % k == 0``), give that sparse stack (slice spacing x k, same origin and
-directions) to :func:`calid.reconstruction.reconstruct` with factor k, and compare the
+directions) to :func:`calid.methods.reconstruction.reconstruct` with factor k, and compare the
 rebuilt slices with the real ones that were dropped. Intensities of prediction and
 truth are divided by the same number, the 99.5th percentile of the sparse input (what
 a method sees), so PSNR/SSIM use a data range of 1.
@@ -12,9 +12,9 @@ Per volume: PSNR from the mean squared error over all dropped slices; SSIM avera
 over the dropped slices; both again inside the heart box (every label of the case,
 all slices and frames, + 10 pixels) when the case has labels, else NaN; in the box also the
 contrast ratio (std of each rebuilt slice over the real one's, 1 = as much contrast and
-texture as the real slice; see :func:`calid.metrics.contrast_ratio`). A cine also
+texture as the real slice; see :func:`calid.evaluation.metrics.contrast_ratio`). A cine also
 gets the temporal consistency error of the dropped slices (wrap-around included).
-Dice / HD95 need a segmenter (:mod:`calid.segmentation`) and are left out when there is none.
+Dice / HD95 need a segmenter (:mod:`calid.segmentation.inference`) and are left out when there is none.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calid import metrics
-from calid.datasets import Case, LoadedCase, load_case
+from calid.evaluation import metrics
+from calid.evaluation.datasets import Case, LoadedCase, load_case
 from calid.errors import InputError
-from calid.labels import LV, MYO, RV
+from calid.segmentation.labels import LV, MYO, RV
 from calid.progress import Progress, ProgressMode, as_progress
-from calid.volume import Volume
+from calid.io.volume import Volume
 
 INTENSITY_PERCENTILE = 99.5
 HEART_MARGIN = 10
@@ -92,7 +92,7 @@ def intensity_scale(sparse: Volume) -> float:
 
 def reconstruct_options(method: str, options: dict) -> dict:
     """The options ``reconstruct`` accepts for ``method`` (diffusion settings only for diffusion)."""
-    from calid.reconstruction import BASELINES, reconstruct
+    from calid.methods.reconstruction import BASELINES, reconstruct
 
     accepted = inspect.signature(reconstruct).parameters
     diffusion_only = {"steps", "samples", "guide", "guide_strength", "guide_blend", "views"}
@@ -139,7 +139,7 @@ def _segment_scores(pred_labels, true_labels, annotated, structures, spacing_yx)
 class Segmenter:
     """Labels of reconstructed volumes from the installed segmentation model, loaded once.
 
-    ``note`` says why Dice/HD95 are missing: this version has no :mod:`calid.segmentation`,
+    ``note`` says why Dice/HD95 are missing: this version has no :mod:`calid.segmentation.inference`,
     or its model is not installed (then the segmenter switches itself off instead of
     failing every case).
     """
@@ -149,12 +149,12 @@ class Segmenter:
         self.note: str | None = None
         self._network = None
         try:
-            import calid.segmentation as segment_module
+            import calid.segmentation.inference as segment_module
         except ModuleNotFoundError as err:
-            if err.name != "calid.segmentation":
+            if err.name != "calid.segmentation.inference":
                 raise
             self._module = None
-            self.note = "Dice/HD95 not computed: this version of calid has no segmenter (calid.segmentation)"
+            self.note = "Dice/HD95 not computed: this version of calid has no segmenter (calid.segmentation.inference)"
         else:
             self._module = segment_module
 
@@ -205,7 +205,7 @@ def evaluate_case(
     progress: Progress | None = None,
 ) -> Evaluation:
     """Rows for one case and every method (see the module docstring for the protocol)."""
-    from calid.reconstruction import method_and_mode, reconstruct
+    from calid.methods.reconstruction import method_and_mode, reconstruct
 
     progress = as_progress(progress)
     case = loaded.case

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from calid.calid_fill import VIEW_COUNTS
+from calid.methods.calid_fill import VIEW_COUNTS
 
 ORDERS = ("parallel", "autoregressive")
 #: In-plane views of the latents a prediction can be averaged over (flips of width / height, then

@@ -23,7 +23,7 @@ def interpolate(
 ) -> np.ndarray:
     """Dense float32 stack of ``(Z - 1) * factor + 1`` slices; input slice i at i * factor.
 
-    ``spacing`` is (x, y, z) in mm like :class:`calid.volume.Volume`; only the in-plane
+    ``spacing`` is (x, y, z) in mm like :class:`calid.io.volume.Volume`; only the in-plane
     part matters (registration measures its smoothing and displacements in mm).
     """
     stack = _checked_stack(stack)
@@ -40,7 +40,7 @@ def interpolate(
     elif method == "cubic":
         dense = _cubic(stack, factor)
     else:
-        from calid.registration import registration_interpolate
+        from calid.methods.registration import registration_interpolate
 
         dense = registration_interpolate(stack, factor, spacing_xy)
     dense = dense.astype(np.float32, copy=False)

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from calid.errors import InputFileError, OutputError
-from calid.io import SYNTHESIZED_KEY, atomic_path, parse_slice_indices
-from calid.labels import CARDIAC_STRUCTURES, Structure
-from calid.volume import Volume
+from calid.io.read_write import SYNTHESIZED_KEY, atomic_path, parse_slice_indices
+from calid.segmentation.labels import CARDIAC_STRUCTURES, Structure
+from calid.io.volume import Volume
 
 #: Sequence index units Slicer may write -> milliseconds per unit.
 _TIME_UNIT_MS = {"ms": 1.0, "msec": 1.0, "s": 1000.0, "sec": 1000.0, "us": 0.001}

@@ -1,6 +1,6 @@
 """A synthetic short-axis cine of a beating heart, with labels, at any slice spacing.
 
-The anatomy (:mod:`calid.phantom_anatomy`) is a continuous function of position (mm)
+The anatomy (:mod:`calid.phantom.anatomy`) is a continuous function of position (mm)
 and time, and the noise of a slice depends only on the seed and the slice's position,
 so one seed rendered at 10 mm and at 2.5 mm gives slices that are identical where the
 positions coincide: the dense render is the ground truth for slice interpolation.
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from calid.errors import InputError
-from calid.phantom_anatomy import ATRIUM_DEPTH, axis_centre, coil_bias, draw_anatomy, render_heart, surroundings
-from calid.volume import Volume
+from calid.phantom.anatomy import ATRIUM_DEPTH, axis_centre, coil_bias, draw_anatomy, render_heart, surroundings
+from calid.io.volume import Volume
 
 #: Partial volume: one sub-slice per this many mm of slice thickness (odd count, centre on the plane).
 SUB_SLICE_MM = 6.0

@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 from calid import __version__
-from calid.reconstruction import ReconstructionResult
-from calid.volume import Volume
+from calid.methods.reconstruction import ReconstructionResult
+from calid.io.volume import Volume
 
 
 def report_path(output: Path) -> Path:
     """``dense.nii.gz`` -> ``dense.calid.json`` beside it."""
-    from calid.io import compound_suffix
+    from calid.io.read_write import compound_suffix
 
     output = Path(output)
     suffix = compound_suffix(output)
@@ -54,7 +54,7 @@ def report_dict(result: ReconstructionResult, source: Path | None = None, output
 
 
 def write_report(result: ReconstructionResult, path: Path, source: Path | None = None, output: Path | None = None) -> Path:
-    from calid.io import atomic_path
+    from calid.io.read_write import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(report_dict(result, source, output), indent=2) + "\n")

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 from calid.errors import CalidError, InputError
-from calid.io import atomic_path, compound_suffix
-from calid.report import report_path
+from calid.io.read_write import atomic_path, compound_suffix
+from calid.io.report import report_path
 
 #: Files a cohort folder may hold as studies (segmentations are not studies).
 STUDY_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".seq.nrrd")

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from calid.progress import Progress
-from calid.volume import Volume
+from calid.io.volume import Volume
 
 METHOD = "pixel-diffusion"
 LABEL = "pixel-diffusion (untrained, timing only)"
@@ -28,9 +28,9 @@ def pixel_denoiser(device: str, seed: int = 0):
     """The calid denoiser's architecture (from the bundled model's config) on 1-channel images, seeded random weights."""
     import torch
 
-    from calid.calid_fill import DEFAULT_MODEL
+    from calid.methods.calid_fill import DEFAULT_MODEL
     from calid.models.denoiser import SliceDenoiser
-    from calid.weights import find_model, read_config
+    from calid.models.format import find_model, read_config
 
     kwargs = {**read_config(find_model(DEFAULT_MODEL)).kwargs, "latent_channels": 1}
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG as it was
@@ -43,8 +43,8 @@ def fill_pixels(array: np.ndarray, factor: int, spacing: tuple, progress: Progre
     """Dense (T, (Z-1)*factor+1, Y, X) float32 from (T, Z, Y, X), missing slices sampled in image space."""
     import torch
 
-    from calid.calid_fill import sample_missing, sampler_settings
-    from calid.preprocess import denormalise, intensity_scale, normalise
+    from calid.methods.calid_fill import sample_missing, sampler_settings
+    from calid.models.preprocess import denormalise, intensity_scale, normalise
 
     frames, count, height, width = array.shape
     dense = np.zeros((frames, (count - 1) * factor + 1, height, width), dtype=np.float32)
@@ -60,7 +60,7 @@ def fill_pixels(array: np.ndarray, factor: int, spacing: tuple, progress: Progre
 def reconstruct_pixels(volume: Volume, factor: int, progress: Progress, *, steps: int, seed: int = 0,
                        device: str = "cpu") -> Volume:
     """The dense volume on the same grid as ``calid.reconstruct`` (acquired slices copied back), for timing."""
-    from calid.reconstruction import to_output_dtype
+    from calid.methods.reconstruction import to_output_dtype
 
     source = volume.array if volume.is_cine else volume.array[None]
     dense = fill_pixels(source.astype(np.float32), factor, volume.spacing, progress, steps=steps, seed=seed, device=device)

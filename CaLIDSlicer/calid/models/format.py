@@ -227,7 +227,7 @@ def _check_keys(module: "torch.nn.Module", state: dict, weights: Path) -> None:
 
 # --- where models live: bundled, user cache, registry, fetch and import -------------------
 
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
 REGISTRY_FILE = BUNDLED_DIR / "models.json"
 _ENTRY_TYPES = {
     "name": str, "version": str, "kind": str, "description": str, "url": (str, type(None)),

@@ -14,8 +14,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from calid.errors import InputError, InputFileError
-from calid.validate import DRIFT_TOLERANCE_MM, check_slice_positions
-from calid.volume import Volume
+from calid.io.validate import DRIFT_TOLERANCE_MM, check_slice_positions
+from calid.io.volume import Volume
 
 TAG_POSITION = "0020|0032"
 TAG_ORIENTATION = "0020|0037"

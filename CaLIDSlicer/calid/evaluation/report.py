@@ -1,4 +1,4 @@
-"""Summaries of an :class:`~calid.evaluate.Evaluation`: a markdown table, CSV rows and a JSON record.
+"""Summaries of an :class:`~calid.evaluation.evaluate.Evaluation`: a markdown table, CSV rows and a JSON record.
 
 Means and standard deviations are over volumes (one 3D stack, or one frame of a
 cine) and ignore NaN (a metric that does not apply, e.g. heart-box scores of a case
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calid.evaluate import Evaluation
+from calid.evaluation.evaluate import Evaluation
 
 #: Metric columns in display order with their table headers.
 METRICS: dict[str, str] = {
@@ -140,7 +140,7 @@ def to_json(evaluation: Evaluation, dataset: str) -> str:
 
 
 def write_json(evaluation: Evaluation, path: str | Path, dataset: str) -> Path:
-    from calid.io import atomic_path
+    from calid.io.read_write import atomic_path
 
     with atomic_path(path) as temp:
         temp.write_text(to_json(evaluation, dataset))
@@ -149,7 +149,7 @@ def write_json(evaluation: Evaluation, path: str | Path, dataset: str) -> Path:
 
 def write_csv(evaluation: Evaluation, path: str | Path) -> Path:
     """One line per volume and method (temporal errors are per cine: see the JSON)."""
-    from calid.io import atomic_path
+    from calid.io.read_write import atomic_path
 
     with atomic_path(path) as temp, temp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=ROW_FIELDS, extrasaction="ignore")

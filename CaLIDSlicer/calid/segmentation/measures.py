@@ -22,8 +22,8 @@ from typing import Literal, Sequence
 import numpy as np
 
 from calid.errors import InputError
-from calid.labels import LV, MYO, RV
-from calid.volume import Volume
+from calid.segmentation.labels import LV, MYO, RV
+from calid.io.volume import Volume
 
 Method = Literal["voxels", "discs"]
 #: Density of myocardium (g/ml) used for LV mass.
@@ -98,7 +98,7 @@ class CardiacMeasures:
 
 
 def _write_text(path: str | Path, text: str) -> Path:
-    from calid.io import atomic_path
+    from calid.io.read_write import atomic_path
 
     with atomic_path(path) as temp:
         temp.write_text(text, encoding="utf-8")

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from calid.errors import InputError
-from calid.labels import CARDIAC_STRUCTURES
-from calid.volume import Volume
+from calid.segmentation.labels import CARDIAC_STRUCTURES
+from calid.io.volume import Volume
 
 if TYPE_CHECKING:
     import torch
@@ -78,8 +78,8 @@ def _resample(array: np.ndarray, spacing_xy, size_xy, new_spacing_xy, *, linear:
 
 
 def normalised_frame(frame: np.ndarray, acquired: tuple[int, ...]) -> np.ndarray:
-    """Divide by the 99.5th percentile of the measured slices, as in training (:mod:`calid.preprocess`)."""
-    from calid.preprocess import intensity_scale, normalise
+    """Divide by the 99.5th percentile of the measured slices, as in training (:mod:`calid.models.preprocess`)."""
+    from calid.models.preprocess import intensity_scale, normalise
 
     measured = frame[list(acquired)] if acquired else frame
     return normalise(frame, intensity_scale(measured))
@@ -113,7 +113,7 @@ def resolve_device(device: str) -> str:
 
 def load_segmenter(model: str | os.PathLike | None = None, device: str = "cpu") -> tuple["torch.nn.Module", str]:
     """(network in eval mode, model name) from a model directory or an installed model's name."""
-    from calid.weights import find_model, load_model
+    from calid.models.format import find_model, load_model
 
     path = Path(model) if model is not None and Path(model).is_dir() else find_model(str(model or DEFAULT_MODEL))
     network, config = load_model(path, device=device)
@@ -212,8 +212,8 @@ def evaluate_segmenter(
 ) -> dict:
     """3D Dice and HD95 per structure on every labelled ED/ES stack of ``split``, and the error of
     LV/RV volumes, EF and LV mass computed from the segmentation against the expert labels."""
-    from calid.datasets import find_cases, load_case
-    from calid.metrics import dice, hd95
+    from calid.evaluation.datasets import find_cases, load_case
+    from calid.evaluation.metrics import dice, hd95
     from calid.progress import as_progress
 
     device = resolve_device(device)
@@ -256,7 +256,7 @@ def _summary(rows: list[dict]) -> dict:
 
 def _measure_errors(pairs: dict) -> dict:
     """Per patient with both ED and ES: measures from the prediction and from the expert labels."""
-    from calid.measures import measure
+    from calid.segmentation.measures import measure
 
     patients = {}
     for patient, phases in sorted(pairs.items()):
@@ -275,14 +275,14 @@ def _measure_errors(pairs: dict) -> dict:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    """``python -m calid.segmentation DATA [--split test] [--json FILE]``: measure a segmenter on ACDC."""
+    """``python -m calid.segmentation.inference DATA [--split test] [--json FILE]``: measure a segmenter on ACDC."""
     import argparse
     import json
 
-    from calid.evaluate_report import json_safe
-    from calid.io import atomic_path
+    from calid.evaluation.report import json_safe
+    from calid.io.read_write import atomic_path
 
-    parser = argparse.ArgumentParser(prog="python -m calid.segmentation", description=evaluate_segmenter.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m calid.segmentation.inference", description=evaluate_segmenter.__doc__)
     parser.add_argument("data", help="ACDC folder (patientNNN_ED.nii.gz with _gt labels)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
     parser.add_argument("--model", help="model directory or installed name (default: the bundled model)")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from calid.errors import InputError, ModelError
-from calid.preprocess import denormalise, intensity_scale, normalise
+from calid.models.preprocess import denormalise, intensity_scale, normalise
 from calid.progress import Progress
 
 #: The bundled CaLID 3D model (denoiser; it names its VAE in its config) and the 2D+T one (cines).
@@ -30,7 +30,7 @@ DEFAULT_ETA = 0.0
 DEFAULT_DECODING = "direct"
 DECODINGS = ("residual", "direct")
 #: "registration": the sampler starts from the latent of the registration-based estimate
-#: (neighbours morphed into each other, :mod:`calid.registration`) noised to GUIDE_STRENGTH of
+#: (neighbours morphed into each other, :mod:`calid.methods.registration`) noised to GUIDE_STRENGTH of
 #: the schedule, so the denoiser refines a motion-aware first guess; "none": from pure noise.
 #: On the ACDC validation patients (heart box, 2 steps) strength 0.5 gave 18.86 dB / 0.456 SSIM
 #: against 18.79 / 0.440 unguided (0.4: 18.69 / 0.457; 0.25: 18.51 / 0.455; docs/results/acdc_val_guide.md).
@@ -43,7 +43,7 @@ DEFAULT_GUIDE_STRENGTH = 0.5
 #: heart box PSNR / SSIM): w 0 18.86 / 0.456, 0.1 18.88 / 0.459, 0.2 18.88 / 0.460, 0.3 18.87 / 0.460;
 #: ACDC cine val (2D+T): w 0 18.28 / 0.482, 0.2 18.38 / 0.487 (docs/results/acdc_val_guide.md).
 DEFAULT_GUIDE_BLEND = 0.2
-#: In-plane views each denoiser prediction is averaged over (:data:`calid.sampling.VIEWS`), and the
+#: In-plane views each denoiser prediction is averaged over (:data:`calid.methods.sampling.VIEWS`), and the
 #: counts allowed. 8 views cost 8 times the sampling and gave ACDC val +0.06 dB at equal SSIM (3D) but
 #: ACDC cine val -0.003 SSIM (2D+T), so the default is 1.
 DEFAULT_VIEWS = 1
@@ -57,7 +57,7 @@ ROUND_LATENT_PIXELS = 8 * ROUND_IMAGE_PIXELS // 16
 
 
 def _model_dir(model: str | Path | None, mode: str = "3d") -> Path:
-    from calid.weights import find_model
+    from calid.models.format import find_model
 
     if model is None:
         return find_model(DEFAULT_TEMPORAL_MODEL if mode == "2dt" else DEFAULT_MODEL)
@@ -82,7 +82,7 @@ def resolve_device(device: str) -> str:
 @lru_cache(maxsize=4)
 def load_models(model_dir: Path, device: str):
     """(denoiser, autoencoder) in eval mode; the autoencoder is the one named in the denoiser's config."""
-    from calid.weights import find_model, load_model
+    from calid.models.format import find_model, load_model
 
     denoiser, config = load_model(model_dir, device)
     vae_name = config.extra.get("autoencoder")
@@ -104,7 +104,7 @@ def _autocast(device: str):
 def sampler_settings(steps: int, samples: int = 1, order: str = "parallel", temperature: float | None = None,
                      strength: float = 1.0, views: int = 1):
     """The sampler settings of the calid method (also used by the bench's pixel-space comparator)."""
-    from calid.sampling import SamplerSettings
+    from calid.methods.sampling import SamplerSettings
 
     if temperature is None:
         temperature = SINGLE_SAMPLE_TEMPERATURE if samples == 1 else MULTI_SAMPLE_TEMPERATURE
@@ -122,7 +122,7 @@ def sample_missing(denoiser, stacks, factor: int, gap_mm: float, settings, seed:
     """
     import torch
 
-    from calid.sampling import chunk_count, fill_latents
+    from calid.methods.sampling import chunk_count, fill_latents
 
     frames, count = stacks.shape[:2]
     generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
@@ -229,7 +229,7 @@ TRAIN_TIMESTEPS = 1000
 
 def check_guide(guide: str, strength: float, steps: int, timesteps: int = TRAIN_TIMESTEPS, blend: float = 0.0) -> None:
     """Refuse an unknown guide, a blend outside [0, 1), or a strength the few-step schedule of ``timesteps`` cannot start from."""
-    from calid.sampling import schedule_stride
+    from calid.methods.sampling import schedule_stride
 
     if guide not in GUIDES:
         raise InputError(f"guide must be one of {', '.join(GUIDES)}, not {guide!r}")
@@ -247,12 +247,12 @@ def registration_guide(autoencoder, source: np.ndarray, scale: float, factor: in
                        progress: Progress):
     """Latents (T, M, C, h, w) and normalised images (T, M, Y, X) of the registration-based estimate of every missing slice of ``gaps``.
 
-    The same morphing as the registration baseline (:func:`calid.registration.morph_between`),
-    in the order :func:`calid.sampling.gap_requests` lists the missing slices.
+    The same morphing as the registration baseline (:func:`calid.methods.registration.morph_between`),
+    in the order :func:`calid.methods.sampling.gap_requests` lists the missing slices.
     """
     import torch
 
-    from calid.registration import morph_between
+    from calid.methods.registration import morph_between
 
     frames, _, height, width = source.shape
     fractions = np.arange(1, factor) / factor
@@ -316,7 +316,7 @@ def decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress
     """
     import torch
 
-    from calid.reconstruction import to_output_dtype
+    from calid.methods.reconstruction import to_output_dtype
 
     samples, frames, missing = sampled.shape[:3]
     height, width = out.shape[-2:]
@@ -366,7 +366,7 @@ def linear_blends(latents, source: np.ndarray, scale: float, factor: int, neighb
     """(1 - a) * prev + a * next for every missing slice (of ``gaps``): latents (T, M, C, h, w) and normalised images (T, M, Y, X)."""
     import torch
 
-    from calid.sampling import gap_requests
+    from calid.methods.sampling import gap_requests
 
     contexts, fractions, _ = gap_requests(latents.shape[1], factor, neighbours, gaps)
     before = [c[neighbours - 1] for c in contexts]

@@ -1,8 +1,8 @@
 """Read and write volumes: NIfTI, NRRD, MetaImage, DICOM series, Slicer sequences.
 
-Everything is LPS in memory (see :mod:`calid.volume`). SimpleITK does the format
-work for NIfTI, NRRD and MetaImage; :mod:`calid.io_dicom` groups DICOM files into a
-cine, and :mod:`calid.io_slicer` handles Slicer's ``.seq.nrrd`` and ``.seg.nrrd``.
+Everything is LPS in memory (see :mod:`calid.io.volume`). SimpleITK does the format
+work for NIfTI, NRRD and MetaImage; :mod:`calid.io.dicom` groups DICOM files into a
+cine, and :mod:`calid.io.slicer_files` handles Slicer's ``.seq.nrrd`` and ``.seg.nrrd``.
 Every write is atomic (temporary file in the target folder, then ``os.replace``) so a
 failed or cancelled run never leaves a half-written file behind.
 """
@@ -20,9 +20,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from calid.errors import InputFileError, OutputError
-from calid.labels import CARDIAC_STRUCTURES, Structure
-from calid.validate import check_output_path
-from calid.volume import Volume
+from calid.segmentation.labels import CARDIAC_STRUCTURES, Structure
+from calid.io.validate import check_output_path
+from calid.io.volume import Volume
 
 #: Metadata key (NRRD ``key:=value``, MetaImage field) that lists synthesised slices.
 SYNTHESIZED_KEY = "calid_synthesized_slices"
@@ -58,14 +58,14 @@ def read(path: str | Path) -> Volume:
     if not path.exists():
         raise InputFileError(f"input {str(path)!r} does not exist; give a {READ_FORMATS}")
     if path.is_dir():
-        from calid.io_dicom import read_dicom_series
+        from calid.io.dicom import read_dicom_series
 
         return read_dicom_series(path)
     suffix = compound_suffix(path)
     if suffix == ".seg.nrrd":
         return read_segmentation(path)
     if suffix == ".seq.nrrd" or (suffix in (".nrrd", ".nhdr") and _nrrd_dimension(path) == 4):
-        from calid.io_slicer import read_sequence
+        from calid.io.slicer_files import read_sequence
 
         return read_sequence(path)
     return _read_with_sitk(path)
@@ -182,7 +182,7 @@ def write(volume: Volume, path: str | Path, *, overwrite: bool = True) -> Path:
     path = Path(path)
     suffix = compound_suffix(path)
     if suffix == ".seq.nrrd":
-        from calid.io_slicer import write_sequence
+        from calid.io.slicer_files import write_sequence
 
         return write_sequence(volume, path, overwrite=overwrite)
     if suffix == ".seg.nrrd":
@@ -248,7 +248,7 @@ def write_segmentation(
     """Write a labelmap: ``.seg.nrrd`` with named, coloured segments, else a plain labelmap file."""
     if compound_suffix(path) != ".seg.nrrd":
         return write(labels, path)
-    from calid.io_slicer import write_seg_nrrd
+    from calid.io.slicer_files import write_seg_nrrd
 
     return write_seg_nrrd(labels, Path(path), structures)
 
@@ -260,6 +260,6 @@ def read_segmentation(path: str | Path) -> Volume:
         return read(path)
     if not path.is_file():
         raise InputFileError(f"segmentation {str(path)!r} does not exist")
-    from calid.io_slicer import read_seg_nrrd
+    from calid.io.slicer_files import read_seg_nrrd
 
     return read_seg_nrrd(path)

@@ -1,6 +1,6 @@
 """Checks that refuse unusable inputs early, with a message that says how to fix them.
 
-Readers call :func:`check_slice_positions`; :func:`calid.reconstruction.reconstruct`
+Readers call :func:`check_slice_positions`; :func:`calid.methods.reconstruction.reconstruct`
 calls :func:`validate_volume`; commands call :func:`check_output_path` and
 :func:`check_fits_in_memory` before any heavy work starts.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from calid.errors import InputError, OutputError
-from calid.volume import Volume
+from calid.io.volume import Volume
 
 #: Relative tolerance on slice gaps before a stack counts as non-uniform.
 SPACING_TOLERANCE = 0.01

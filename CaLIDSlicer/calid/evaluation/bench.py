@@ -5,7 +5,7 @@ read, reconstruct (split into the method's own stages), write. Every method gets
 warm-up run (model loading, caches) and then ``repeats`` timed runs; the median is
 reported with the peak memory of the process during the timed runs.
 
-``pixel-diffusion`` is a bench-only, UNTRAINED comparator (calid.pixel_diffusion): the
+``pixel-diffusion`` is a bench-only, UNTRAINED comparator (calid.methods.pixel_diffusion): the
 calid denoiser and sampler on image slices instead of latents, timed at the same steps so
 the latent-vs-pixel speed ratio can be measured; its images are never evaluated.
 """
@@ -18,9 +18,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from calid.pixel_diffusion import LABEL as PIXEL_LABEL
-from calid.pixel_diffusion import METHOD as PIXEL_METHOD
-from calid.pixel_diffusion import NOTE as PIXEL_NOTE
+from calid.methods.pixel_diffusion import LABEL as PIXEL_LABEL
+from calid.methods.pixel_diffusion import METHOD as PIXEL_METHOD
+from calid.methods.pixel_diffusion import NOTE as PIXEL_NOTE
 
 #: Methods that take the diffusion sampler's steps.
 DIFFUSION_METHODS = ("calid", "calid-3d", "calid-2dt", PIXEL_METHOD)
@@ -73,9 +73,9 @@ def _cuda(device: str):
 
 
 def _one_run(source: Path, target: Path, factor: int, method: str, device: str, extra: dict) -> dict[str, float]:
-    from calid.io import read, write
+    from calid.io.read_write import read, write
     from calid.progress import Progress
-    from calid.reconstruction import method_and_mode, reconstruct
+    from calid.methods.reconstruction import method_and_mode, reconstruct
 
     times: dict[str, float] = {}
     start = time.perf_counter()
@@ -84,7 +84,7 @@ def _one_run(source: Path, target: Path, factor: int, method: str, device: str, 
     progress = Progress("none")
     start = time.perf_counter()
     if method == PIXEL_METHOD:
-        from calid.pixel_diffusion import reconstruct_pixels
+        from calid.methods.pixel_diffusion import reconstruct_pixels
 
         dense = reconstruct_pixels(volume, factor, progress, device=device, **extra)
     else:
@@ -106,7 +106,7 @@ def _one_run(source: Path, target: Path, factor: int, method: str, device: str, 
 def bench_case(case: str, method: str, folder: Path, *, repeats: int = 3, device: str = "auto",
                extra: dict | None = None) -> BenchRow:
     """Median stage times and peak memory of ``method`` on one case."""
-    from calid.phantom import make_phantom
+    from calid.phantom.generator import make_phantom
 
     params, factor = CASES[case]
     return bench_volume(case, make_phantom(**params).image, factor, method, folder, repeats=repeats, device=device,
@@ -116,13 +116,13 @@ def bench_case(case: str, method: str, folder: Path, *, repeats: int = 3, device
 def bench_volume(case: str, volume, factor: int, method: str, folder: Path, *, repeats: int = 3,
                  device: str = "auto", extra: dict | None = None) -> BenchRow:
     """Median stage times and peak memory of ``method`` on ``volume`` (written to ``folder`` first)."""
-    from calid.io import write
-    from calid.reconstruction import DEFAULT_STEPS
+    from calid.io.read_write import write
+    from calid.methods.reconstruction import DEFAULT_STEPS
 
     source = write(volume, folder / f"{case}.nii.gz")
     target = folder / f"{case}_{method}.nii.gz"
     if device == "auto":
-        from calid.calid_fill import resolve_device
+        from calid.methods.calid_fill import resolve_device
 
         device = resolve_device("auto")
     extra = {"steps": DEFAULT_STEPS, **(extra or {})} if method in DIFFUSION_METHODS else {}

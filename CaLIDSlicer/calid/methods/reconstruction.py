@@ -15,11 +15,11 @@ from typing import Callable
 
 import numpy as np
 
-from calid.calid_fill import (DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL,
+from calid.methods.calid_fill import (DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL,
                               DEFAULT_VIEWS, VIEW_COUNTS, check_guide)
 from calid.errors import InputError
 from calid.progress import Progress, ProgressMode, as_progress
-from calid.volume import Volume
+from calid.io.volume import Volume
 
 #: Classical methods, fastest first.
 BASELINES = ("nearest", "linear", "cubic", "registration")
@@ -80,7 +80,7 @@ def resolve_factor(volume: Volume, factor: int | None = None, spacing: float | N
 
 def _baseline_fill(method: str) -> FillFunction:
     def fill(source: np.ndarray, out: np.ndarray, factor: int, spacing: tuple, progress: Progress, options: dict):
-        from calid.baselines import interpolate
+        from calid.methods.baselines import interpolate
 
         with progress.stage(f"interpolate ({method})", source.shape[0]) as stage:
             for t, frame in enumerate(source):  # one frame at a time: float32 copies stay small
@@ -92,7 +92,7 @@ def _baseline_fill(method: str) -> FillFunction:
 
 
 def _calid_fill(source: np.ndarray, out: np.ndarray, factor: int, spacing: tuple, progress: Progress, options: dict):
-    from calid.calid_fill import fill_into
+    from calid.methods.calid_fill import fill_into
 
     return fill_into(source, out, factor, spacing, progress, **options)
 
@@ -117,7 +117,7 @@ def method_and_mode(name: str) -> tuple[str, str]:
 def calid_model_available(model: str | None = None) -> bool:
     """True when the CaLID model can be found locally (no download is attempted)."""
     try:
-        from calid.weights import find_model
+        from calid.models.format import find_model
 
         find_model(model or DEFAULT_MODEL)
     except (ImportError, OSError, RuntimeError):
@@ -139,7 +139,7 @@ def resolve_method(method: str, model: str | None = None) -> tuple[str, tuple[st
 def _temporal_model(model: str | None) -> bool | None:
     """Whether the denoiser ``model`` (default: the bundled 2D+T one) is a 2D+T model; None when it is not installed."""
     try:
-        from calid.weights import find_model, read_config
+        from calid.models.format import find_model, read_config
 
         path = Path(model) if model is not None and Path(model).is_dir() else find_model(model or DEFAULT_TEMPORAL_MODEL)
         return read_config(path).architecture == "calid-denoiser-2dt"
@@ -250,10 +250,10 @@ def reconstruct(
     (all missing slices at once, or one after another) steer the CaLID sampler; ``samples > 1``
     also returns a per-voxel standard deviation (``result.uncertainty``). ``guide`` ("registration",
     the default, or "none") and ``guide_strength`` say where the sampler starts (see
-    :data:`calid.calid_fill.GUIDES`); ``guide_blend`` is the registration estimate's share in the
+    :data:`calid.methods.calid_fill.GUIDES`); ``guide_blend`` is the registration estimate's share in the
     synthesised images and ``views`` the in-plane flips each prediction is averaged over.
     """
-    from calid.validate import check_fits_in_memory, validate_volume
+    from calid.io.validate import check_fits_in_memory, validate_volume
 
     validate_volume(volume)
     factor = resolve_factor(volume, factor, spacing)

@@ -34,7 +34,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "calid.sampling": ("calid.methods.sampling",),
     "calid.pixel_diffusion": ("calid.methods.pixel_diffusion",),
     "calid.preprocess": ("calid.models.preprocess",),
-    "calid.weights": ("calid.models.format",),
+    "calid.weights": ("calid.models.format", "calid.models.search", "calid.models.registry", "calid.models.fetch"),
     "calid.datasets": ("calid.evaluation.datasets",),
     "calid.splits": ("calid.evaluation.splits",),
     "calid.metrics": ("calid.evaluation.metrics",),

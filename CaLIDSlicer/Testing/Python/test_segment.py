@@ -155,7 +155,7 @@ def test_cli_refuses_an_unknown_measures_format(tmp_path, oblique_stack, capsys)
 def test_bundled_model_finds_the_lv_on_a_held_out_acdc_patient(shared_data):
     from calid.evaluation.datasets import find_cases, load_case
     from calid.evaluation.metrics import dice
-    from calid.models.format import find_model
+    from calid.models.search import find_model
 
     try:
         find_model(DEFAULT_MODEL)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from calid.models import format as weights
-from calid.models.format import ModelConfig
+from calid.models.format import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, read_config, save_model, sha256_of
+from calid.models.search import BUNDLED_DIR
 from CaLIDSlicerLib.models import (
     ModelCallFailed,
     ModelRow,
@@ -38,7 +38,7 @@ def hand_copied_model(tmp_path) -> Path:
     """A small model folder as an offline site receives it (config, safetensors, card)."""
     torch.manual_seed(0)
     config = ModelConfig("site-segmenter", "0.3", "segmenter", "unused-here", {"width": 4}, {})
-    return weights.save_model(torch.nn.Linear(3, 4), config, tmp_path / "usb" / "site-segmenter",
+    return save_model(torch.nn.Linear(3, 4), config, tmp_path / "usb" / "site-segmenter",
                               "# Site segmenter\nA test model.")
 
 
@@ -73,15 +73,15 @@ def test_the_engine_lists_the_bundled_models(user_cache):
     rows = {row.name: row for row in list_installed()}
     for name in ("calid-vae-acdc", "calid-denoiser-acdc", "calid-denoiser-2dt-acdc", "calid-segmenter-acdc"):
         assert rows[name].where == "bundled", rows[name]
-        assert rows[name].version == weights.read_config(weights.BUNDLED_DIR / name).version
+        assert rows[name].version == read_config(BUNDLED_DIR / name).version
 
 
 def test_an_archive_with_its_checksum_is_installed_and_then_listed(user_cache, hand_copied_model):
     archive = zipped(hand_copied_model)
-    message = import_model_file(archive, sha256=f"  {weights.sha256_of(archive).upper()} ")
+    message = import_model_file(archive, sha256=f"  {sha256_of(archive).upper()} ")
     assert "installed site-segmenter 0.3" in message and "runs still use" not in message
-    assert weights.sha256_of(user_cache / "site-segmenter" / weights.WEIGHTS_FILE) == weights.sha256_of(
-        hand_copied_model / weights.WEIGHTS_FILE)
+    assert sha256_of(user_cache / "site-segmenter" / WEIGHTS_FILE) == sha256_of(
+        hand_copied_model / WEIGHTS_FILE)
     row = {row.name: row for row in list_installed()}["site-segmenter"]
     assert row == ModelRow("site-segmenter", "segmenter", "0.3", "user cache")
 
@@ -89,8 +89,8 @@ def test_an_archive_with_its_checksum_is_installed_and_then_listed(user_cache, h
 def test_a_chosen_config_json_imports_its_folder(user_cache, hand_copied_model):
     assert import_path(hand_copied_model / "config.json") == hand_copied_model
     import_model_file(hand_copied_model / "config.json",
-                      sha256=weights.sha256_of(hand_copied_model / weights.WEIGHTS_FILE))
-    assert (user_cache / "site-segmenter" / weights.CONFIG_FILE).is_file()
+                      sha256=sha256_of(hand_copied_model / WEIGHTS_FILE))
+    assert (user_cache / "site-segmenter" / CONFIG_FILE).is_file()
 
 
 def test_a_wrong_checksum_installs_nothing_and_says_so(user_cache, hand_copied_model):
@@ -106,24 +106,24 @@ def test_without_a_checksum_the_message_says_the_file_was_not_verified(user_cach
     message = import_model_file(zipped(hand_copied_model))
     assert "installed site-segmenter 0.3" in message and "no SHA-256 given" in message
     assert "runs still use" not in message  # the note must not be read as part of the install path
-    assert "no SHA-256" not in import_model_file(zipped(hand_copied_model), sha256=weights.sha256_of(
+    assert "no SHA-256" not in import_model_file(zipped(hand_copied_model), sha256=sha256_of(
         hand_copied_model.parent / "site-segmenter.zip"))
 
 
 def test_importing_a_copy_of_a_bundled_model_says_the_bundled_one_is_still_used(user_cache, tmp_path):
-    bundled = weights.BUNDLED_DIR / "calid-segmenter-acdc"
+    bundled = BUNDLED_DIR / "calid-segmenter-acdc"
     copy = tmp_path / "usb" / "calid-segmenter-acdc"
     copy.parent.mkdir()
     shutil.copytree(bundled, copy)
-    message = import_model_file(copy / "config.json", sha256=weights.sha256_of(copy / weights.WEIGHTS_FILE))
-    assert f"runs still use the copy in {weights.BUNDLED_DIR}" in message
-    assert (user_cache / "calid-segmenter-acdc" / weights.CONFIG_FILE).is_file()
+    message = import_model_file(copy / "config.json", sha256=sha256_of(copy / WEIGHTS_FILE))
+    assert f"runs still use the copy in {BUNDLED_DIR}" in message
+    assert (user_cache / "calid-segmenter-acdc" / CONFIG_FILE).is_file()
 
 
 def test_a_broken_copy_in_the_cache_is_shown_as_unusable(user_cache):
     broken = user_cache / "calid-extra"
     broken.mkdir(parents=True)
-    (broken / weights.CONFIG_FILE).write_text("{not json", encoding="utf-8")
+    (broken / CONFIG_FILE).write_text("{not json", encoding="utf-8")
     row = {row.name: row for row in list_installed()}["calid-extra"]
     assert not row.installed and row.where == "user cache"
     assert row.text().startswith("calid-extra (?): unusable copy in user cache: ") and "not a valid model config" in row.text()

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from calid.models import format as weights
+from calid.models import fetch, search
+from calid.models import format as model_format
+from calid.models import registry as model_registry
 from calid.cli import main
 from calid.errors import ModelError, OutputError
 from calid.models.format import ModelConfig, register_architecture
 
-MODELS_DIR = Path(weights.__file__).resolve().parents[2] / "Resources" / "Models"
+MODELS_DIR = Path(model_format.__file__).resolve().parents[2] / "Resources" / "Models"
 
 
 @register_architecture("test-tiny-mlp")
@@ -34,7 +36,7 @@ def tiny_config(**kwargs) -> ModelConfig:
 def saved(tmp_path) -> tuple[torch.nn.Module, Path]:
     torch.manual_seed(0)
     module = tiny_mlp(width=5)
-    return module, weights.save_model(module, tiny_config(), tmp_path / "tiny", "# Tiny\nA test model.")
+    return module, model_format.save_model(module, tiny_config(), tmp_path / "tiny", "# Tiny\nA test model.")
 
 
 @pytest.fixture
@@ -63,70 +65,71 @@ def zip_dir(model_dir: Path, archive: Path) -> Path:
 
 def test_round_trip_gives_identical_outputs(saved):
     module, directory = saved
-    loaded, config = weights.load_model(directory)
+    loaded, config = model_format.load_model(directory)
     assert config == tiny_config()
     assert config.extra == {"scale": 0.18}
     x = torch.randn(4, 3)
     assert torch.equal(module(x), loaded(x))
     assert not loaded.training
-    assert sorted(p.name for p in directory.iterdir()) == sorted(weights.MODEL_FILES)
+    assert sorted(p.name for p in directory.iterdir()) == sorted(model_format.MODEL_FILES)
 
 
 def test_weights_are_safetensors_not_pickle(saved):
     _, directory = saved
-    raw = (directory / weights.WEIGHTS_FILE).read_bytes()
+    raw = (directory / model_format.WEIGHTS_FILE).read_bytes()
     header_len = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8 : 8 + header_len])
     assert header["__metadata__"] == {"name": "tiny", "version": "1.0"}
     assert not raw.startswith(b"PK") and raw[:2] != b"\x80\x02"  # neither torch zip nor pickle
-    source = Path(weights.__file__).read_text()
-    assert not re.search(r"torch\.load\b|import pickle|\bpickle\.\w|weights_only", source)
+    for module in (model_format, search, model_registry, fetch):
+        source = Path(module.__file__).read_text()
+        assert not re.search(r"torch\.load\b|import pickle|\bpickle\.\w|weights_only", source), module.__name__
 
 
 def test_strict_loading_names_missing_and_unexpected(saved, tmp_path):
     _, directory = saved
-    (directory / weights.CONFIG_FILE).write_text(tiny_config(width=5, norm=True).to_json())
+    (directory / model_format.CONFIG_FILE).write_text(tiny_config(width=5, norm=True).to_json())
     with pytest.raises(ModelError, match=r"missing tensors: 3\.bias, 3\.num_batches_tracked"):
-        weights.load_model(directory)
-    bigger = weights.save_model(tiny_mlp(width=5, norm=True), tiny_config(width=5, norm=True), tmp_path / "big", "card")
-    (bigger / weights.CONFIG_FILE).write_text(tiny_config().to_json())
+        model_format.load_model(directory)
+    bigger = model_format.save_model(tiny_mlp(width=5, norm=True), tiny_config(width=5, norm=True), tmp_path / "big", "card")
+    (bigger / model_format.CONFIG_FILE).write_text(tiny_config().to_json())
     with pytest.raises(ModelError, match=r"unexpected tensors: 3\.bias"):
-        weights.load_model(bigger)
+        model_format.load_model(bigger)
 
 
 def test_shape_mismatch_and_bad_files_are_model_errors(saved):
     _, directory = saved
-    (directory / weights.CONFIG_FILE).write_text(tiny_config(width=7).to_json())
+    (directory / model_format.CONFIG_FILE).write_text(tiny_config(width=7).to_json())
     with pytest.raises(ModelError, match="does not fit"):
-        weights.load_model(directory)
-    (directory / weights.CONFIG_FILE).write_text("{not json")
+        model_format.load_model(directory)
+    (directory / model_format.CONFIG_FILE).write_text("{not json")
     with pytest.raises(ModelError, match="not a valid model config"):
-        weights.load_model(directory)
+        model_format.load_model(directory)
     unknown = ModelConfig("tiny", "1.0", "test", "no-such-architecture")
-    (directory / weights.CONFIG_FILE).write_text(unknown.to_json())
+    (directory / model_format.CONFIG_FILE).write_text(unknown.to_json())
     with pytest.raises(ModelError, match="unknown architecture 'no-such-architecture'.*calid-vae"):
-        weights.load_model(directory)
-    (directory / weights.WEIGHTS_FILE).unlink()
+        model_format.load_model(directory)
+    (directory / model_format.WEIGHTS_FILE).unlink()
     with pytest.raises(ModelError, match="model.safetensors not found"):
-        weights.load_model(directory)
+        model_format.load_model(directory)
 
 
 def test_weights_of_another_model_are_refused(saved):
     _, directory = saved
-    (directory / weights.CONFIG_FILE).write_text(ModelConfig("tiny", "2.0", "test", "test-tiny-mlp", {"width": 5}).to_json())
+    (directory / model_format.CONFIG_FILE).write_text(ModelConfig("tiny", "2.0", "test", "test-tiny-mlp", {"width": 5}).to_json())
     with pytest.raises(ModelError, match="do not belong together"):
-        weights.load_model(directory)
+        model_format.load_model(directory)
 
 
 def test_save_refuses_to_overwrite_unless_asked(saved):
     module, directory = saved
     with pytest.raises(OutputError, match="overwrite=True"):
-        weights.save_model(module, tiny_config(), directory, "card")
+        model_format.save_model(module, tiny_config(), directory, "card")
     torch.nn.init.zeros_(module[0].weight)
-    weights.save_model(module, tiny_config(), directory, "card v2", overwrite=True)
-    loaded, _ = weights.load_model(directory)
+    model_format.save_model(module, tiny_config(), directory, "card v2", overwrite=True)
+    loaded, _ = model_format.load_model(directory)
     assert torch.count_nonzero(loaded[0].weight) == 0
-    assert (directory / weights.CARD_FILE).read_text() == "card v2\n"
+    assert (directory / model_format.CARD_FILE).read_text() == "card v2\n"
     assert [p.name for p in directory.parent.iterdir()] == ["tiny"]  # no staging left behind
 
 
@@ -142,11 +145,11 @@ def test_fetch_with_correct_hash_installs(saved, tmp_path, clean_env):
     archive = tmp_path / "tiny.tar.gz"
     with tarfile.open(archive, "w:gz") as bundle:
         bundle.add(directory, arcname="tiny")
-    registry = registry_for(archive, weights.sha256_of(archive))
-    installed = weights.fetch_model("tiny", registry=registry)
+    registry = registry_for(archive, model_format.sha256_of(archive))
+    installed = fetch.fetch_model("tiny", registry=registry)
     assert installed == clean_env / "tiny"
-    assert weights.find_model("tiny") == installed
-    loaded, _ = weights.load_model(installed)
+    assert search.find_model("tiny") == installed
+    loaded, _ = model_format.load_model(installed)
     x = torch.randn(2, 3)
     assert torch.equal(loaded(x), module(x))
     assert [p.name for p in clean_env.iterdir()] == ["tiny"]
@@ -157,31 +160,31 @@ def test_fetch_with_wrong_hash_raises_and_leaves_nothing(saved, tmp_path):
     archive = zip_dir(directory, tmp_path / "tiny.zip")
     cache = tmp_path / "cache"
     with pytest.raises(ModelError, match="SHA-256 .* expected 0{64}"):
-        weights.fetch_model("tiny", registry=registry_for(archive, "0" * 64), cache_dir=cache)
+        fetch.fetch_model("tiny", registry=registry_for(archive, "0" * 64), cache_dir=cache)
     assert list(cache.iterdir()) == []
     with pytest.raises(ModelError, match="not in the registry"):
-        weights.fetch_model("other", registry=registry_for(archive, "0" * 64), cache_dir=cache)
+        fetch.fetch_model("other", registry=registry_for(archive, "0" * 64), cache_dir=cache)
 
 
 def test_import_directory_and_zip(saved, tmp_path):
     _, directory = saved
     cache = tmp_path / "cache"
-    assert weights.import_model(directory, cache_dir=cache) == cache / "tiny"
-    good = weights.sha256_of(directory / weights.WEIGHTS_FILE)
+    assert fetch.import_model(directory, cache_dir=cache) == cache / "tiny"
+    good = model_format.sha256_of(directory / model_format.WEIGHTS_FILE)
     with pytest.raises(ModelError, match="expected f{64}"):
-        weights.import_model(directory, sha256="f" * 64, cache_dir=cache)
+        fetch.import_model(directory, sha256="f" * 64, cache_dir=cache)
     archive = zip_dir(directory, tmp_path / "tiny.zip")
-    installed = weights.import_model(archive, sha256=weights.sha256_of(archive), cache_dir=cache)
-    assert weights.sha256_of(installed / weights.WEIGHTS_FILE) == good
-    weights.load_model(installed)
+    installed = fetch.import_model(archive, sha256=model_format.sha256_of(archive), cache_dir=cache)
+    assert model_format.sha256_of(installed / model_format.WEIGHTS_FILE) == good
+    model_format.load_model(installed)
 
 
 def test_import_checks_hand_downloaded_registry_model(saved, tmp_path):
     _, directory = saved
     archive = zip_dir(directory, tmp_path / "tiny.zip")
     with pytest.raises(ModelError, match="claims to be tiny 1.0"):
-        weights.import_model(archive, cache_dir=tmp_path / "cache", registry=registry_for(archive, "a" * 64))
-    weights.import_model(archive, cache_dir=tmp_path / "cache", registry=registry_for(archive, weights.sha256_of(archive)))
+        fetch.import_model(archive, cache_dir=tmp_path / "cache", registry=registry_for(archive, "a" * 64))
+    fetch.import_model(archive, cache_dir=tmp_path / "cache", registry=registry_for(archive, model_format.sha256_of(archive)))
 
 
 @pytest.mark.parametrize("member", ["../evil", "/abs/evil", "tiny/../../evil"])
@@ -196,7 +199,7 @@ def test_unsafe_archive_members_are_refused(tmp_path, member):
         bundle.writestr(member, "evil")
     for path in (archive, zipped):
         with pytest.raises(ModelError, match="unsafe member"):
-            weights.import_model(path, cache_dir=tmp_path / "cache")
+            fetch.import_model(path, cache_dir=tmp_path / "cache")
     assert not (tmp_path / "evil").exists()
     assert list((tmp_path / "cache").iterdir()) == []
 
@@ -208,40 +211,40 @@ def test_symlink_member_is_refused(tmp_path):
         info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
         bundle.addfile(info)
     with pytest.raises(ModelError, match="unsafe member"):
-        weights.import_model(archive, cache_dir=tmp_path / "cache")
+        fetch.import_model(archive, cache_dir=tmp_path / "cache")
 
 
 def test_find_model_search_order(saved, tmp_path, monkeypatch, clean_env):
     module, directory = saved
-    weights.import_model(directory, cache_dir=clean_env)
-    assert weights.find_model("tiny") == clean_env / "tiny"
+    fetch.import_model(directory, cache_dir=clean_env)
+    assert search.find_model("tiny") == clean_env / "tiny"
     override = tmp_path / "override"
-    weights.save_model(module, tiny_config(), override / "tiny", "card")
+    model_format.save_model(module, tiny_config(), override / "tiny", "card")
     monkeypatch.setenv("CALID_MODEL_DIR", str(override))
-    assert weights.find_model("tiny") == override / "tiny"
+    assert search.find_model("tiny") == override / "tiny"
     with pytest.raises(ModelError, match=r"(?s)override/absent.*Models/absent.*calid models fetch absent"):
-        weights.find_model("absent")
+        search.find_model("absent")
     with pytest.raises(ModelError, match="plain name"):
-        weights.find_model("../tiny")
+        search.find_model("../tiny")
 
 
 def test_list_models_reports_installation(saved, tmp_path, clean_env):
     _, directory = saved
     archive = zip_dir(directory, tmp_path / "tiny.zip")
-    registry = registry_for(archive, weights.sha256_of(archive))
+    registry = registry_for(archive, model_format.sha256_of(archive))
     registry["models"].append({**registry["models"][0], "name": "absent"})
-    weights.import_model(directory, cache_dir=clean_env)
-    rows = {row["name"]: row for row in weights.list_models(registry)}
+    fetch.import_model(directory, cache_dir=clean_env)
+    rows = {row["name"]: row for row in model_registry.list_models(registry)}
     assert rows["tiny"]["installed"] and rows["tiny"]["path"] == str(clean_env / "tiny")
     assert rows["tiny"]["installed_version"] == "1.0"
     assert not rows["absent"]["installed"]
-    unlisted = {row["name"]: row for row in weights.list_models({"schema_version": 1, "models": []})}
+    unlisted = {row["name"]: row for row in model_registry.list_models({"schema_version": 1, "models": []})}
     assert unlisted["tiny"]["in_registry"] is False
 
 
 def test_bundled_registry_is_valid_and_consistent():
     registry = json.loads((MODELS_DIR / "models.json").read_text())
-    weights.validate_registry(registry)
+    model_registry.validate_registry(registry)
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads((MODELS_DIR / "models.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -250,8 +253,8 @@ def test_bundled_registry_is_valid_and_consistent():
         if entry["bundled"]:
             assert entry["url"] is None
             model_dir = MODELS_DIR / entry["name"]
-            assert weights.read_config(model_dir).version == entry["version"]
-            assert weights.sha256_of(model_dir / weights.WEIGHTS_FILE) == entry["sha256"]
+            assert model_format.read_config(model_dir).version == entry["version"]
+            assert model_format.sha256_of(model_dir / model_format.WEIGHTS_FILE) == entry["sha256"]
 
 
 def test_registry_structure_check_agrees_with_schema(tmp_path):
@@ -266,9 +269,9 @@ def test_registry_structure_check_agrees_with_schema(tmp_path):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, schema)
         with pytest.raises(ModelError):
-            weights.validate_registry(broken)
+            model_registry.validate_registry(broken)
     jsonschema.validate(good, schema)
-    weights.validate_registry(good)
+    model_registry.validate_registry(good)
 
 
 def test_cli_list_info_and_import(saved, tmp_path, clean_env, capsys):

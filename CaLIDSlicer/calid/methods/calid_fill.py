@@ -57,7 +57,7 @@ ROUND_LATENT_PIXELS = 8 * ROUND_IMAGE_PIXELS // 16
 
 
 def _model_dir(model: str | Path | None, mode: str = "3d") -> Path:
-    from calid.models.format import find_model
+    from calid.models.search import find_model
 
     if model is None:
         return find_model(DEFAULT_TEMPORAL_MODEL if mode == "2dt" else DEFAULT_MODEL)
@@ -82,7 +82,8 @@ def resolve_device(device: str) -> str:
 @lru_cache(maxsize=4)
 def load_models(model_dir: Path, device: str):
     """(denoiser, autoencoder) in eval mode; the autoencoder is the one named in the denoiser's config."""
-    from calid.models.format import find_model, load_model
+    from calid.models.format import load_model
+    from calid.models.search import find_model
 
     denoiser, config = load_model(model_dir, device)
     vae_name = config.extra.get("autoencoder")

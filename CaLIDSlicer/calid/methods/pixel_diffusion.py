@@ -30,7 +30,8 @@ def pixel_denoiser(device: str, seed: int = 0):
 
     from calid.methods.calid_fill import DEFAULT_MODEL
     from calid.models.denoiser import SliceDenoiser
-    from calid.models.format import find_model, read_config
+    from calid.models.format import read_config
+    from calid.models.search import find_model
 
     kwargs = {**read_config(find_model(DEFAULT_MODEL)).kwargs, "latent_channels": 1}
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG as it was

@@ -117,7 +117,7 @@ def method_and_mode(name: str) -> tuple[str, str]:
 def calid_model_available(model: str | None = None) -> bool:
     """True when the CaLID model can be found locally (no download is attempted)."""
     try:
-        from calid.models.format import find_model
+        from calid.models.search import find_model
 
         find_model(model or DEFAULT_MODEL)
     except (ImportError, OSError, RuntimeError):
@@ -139,7 +139,8 @@ def resolve_method(method: str, model: str | None = None) -> tuple[str, tuple[st
 def _temporal_model(model: str | None) -> bool | None:
     """Whether the denoiser ``model`` (default: the bundled 2D+T one) is a 2D+T model; None when it is not installed."""
     try:
-        from calid.models.format import find_model, read_config
+        from calid.models.format import read_config
+        from calid.models.search import find_model
 
         path = Path(model) if model is not None and Path(model).is_dir() else find_model(model or DEFAULT_TEMPORAL_MODEL)
         return read_config(path).architecture == "calid-denoiser-2dt"

@@ -113,7 +113,8 @@ def resolve_device(device: str) -> str:
 
 def load_segmenter(model: str | os.PathLike | None = None, device: str = "cpu") -> tuple["torch.nn.Module", str]:
     """(network in eval mode, model name) from a model directory or an installed model's name."""
-    from calid.models.format import find_model, load_model
+    from calid.models.format import load_model
+    from calid.models.search import find_model
 
     path = Path(model) if model is not None and Path(model).is_dir() else find_model(str(model or DEFAULT_MODEL))
     network, config = load_model(path, device=device)

@@ -25,7 +25,7 @@ DENOISER_KWARGS = {"latent_channels": 4, "neighbours": 2, "channels": [32, 64, 1
 
 
 def autoencoder_dir(args: argparse.Namespace) -> Path:
-    from calid.models.format import find_model
+    from calid.models.search import find_model
 
     return args.vae if args.vae is not None else find_model("calid-vae-acdc")
 

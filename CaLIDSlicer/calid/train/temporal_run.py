@@ -80,7 +80,8 @@ def cached_cine_guides(args: argparse.Namespace, split: str, context: Distribute
 def initial_model(args: argparse.Namespace):
     """The 2D+T network, its 3D weights taken from the trained slice denoiser."""
     from calid.models.temporal import TemporalSliceDenoiser
-    from calid.models.format import find_model, load_model
+    from calid.models.format import load_model
+    from calid.models.search import find_model
 
     slice_model, config = load_model(args.init if args.init is not None else find_model(SLICE_MODEL))
     if config.architecture == "calid-denoiser-2dt":  # fine-tune a trained 2D+T model's temporal layers further

@@ -160,7 +160,7 @@ def _with_dark_corner(volume, rows: int = 6):
 
 
 def test_outside_view_mask_marks_only_pixels_zero_on_both_neighbours():
-    from calid.methods.calid_fill import outside_view_mask
+    from calid.methods.calid_codec import outside_view_mask
 
     source = np.ones((2, 3, 4, 4), np.int16)
     source[:, 0, 0] = 0  # row 0 dark on slice 0 only

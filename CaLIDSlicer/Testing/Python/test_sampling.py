@@ -115,8 +115,8 @@ def test_fill_refuses_a_model_that_is_not_a_denoiser(model_dir):
 
 def test_linear_blends_weight_the_nearest_acquired_neighbours():
     """Residual decoding adds decode(z) - decode(z_lin) to I_lin: both blends must use the same neighbours."""
-    import calid.methods.calid_fill as calid_fill
-    from calid.methods.calid_fill import linear_blends
+    import calid.methods.calid_settings as calid_settings
+    from calid.methods.calid_codec import linear_blends
 
     latents = torch.randn(1, 3, 2, 4, 4)
     images = np.random.default_rng(0).uniform(0, 1, (1, 3, 8, 8)).astype(np.float32)
@@ -125,7 +125,7 @@ def test_linear_blends_weight_the_nearest_acquired_neighbours():
     torch.testing.assert_close(blend_latents[0, 1], (latents[0, 1] + latents[0, 2]) / 2)
     only_last, _ = linear_blends(latents, images, 1.0, 2, 2, gaps=range(1, 2))
     torch.testing.assert_close(only_last[0, 0], blend_latents[0, 1])
-    assert calid_fill.DEFAULT_DECODING in calid_fill.DECODINGS
+    assert calid_settings.DEFAULT_DECODING in calid_settings.DECODINGS
 
 
 @pytest.mark.parametrize("steps, expected", [(1, [9]), (2, [9, 4]), (5, [9, 7, 5, 3, 1])])
@@ -211,7 +211,7 @@ def test_fill_latents_refuses_a_guide_of_the_wrong_shape():
 def test_registration_guide_encodes_the_registration_baselines_slices():
     """With an identity 'autoencoder' the guide is exactly the registration baseline's normalised missing slices."""
     from calid.methods.baselines import interpolate
-    from calid.methods.calid_fill import registration_guide
+    from calid.methods.calid_codec import registration_guide
     from calid.phantom.generator import make_phantom
     from calid.models.preprocess import normalise
 

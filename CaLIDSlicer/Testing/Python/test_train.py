@@ -306,7 +306,7 @@ def test_guided_batches_carry_the_guide_of_each_example_turned_like_its_target()
 
 
 def test_guided_trajectory_starts_from_the_noised_guide():
-    from calid.methods.calid_fill import DEFAULT_GUIDE_STRENGTH
+    from calid.methods.calid_settings import DEFAULT_GUIDE_STRENGTH
     from calid.models.denoiser import SliceDenoiser
     from calid.methods.sampling import trailing_schedule
     from calid.train.denoiser import latent_batch, trajectory_loss

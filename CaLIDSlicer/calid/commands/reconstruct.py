@@ -14,7 +14,8 @@ DESCRIPTION = (
     "RANK/WORLD_SIZE) splits the cases between processes."
 )
 
-from calid.methods.calid_fill import DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_VIEWS, GUIDES, VIEW_COUNTS
+from calid.methods.calid_settings import DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_VIEWS, GUIDES
+from calid.methods.sampler_settings import VIEW_COUNTS
 
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
 

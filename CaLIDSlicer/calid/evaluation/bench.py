@@ -122,7 +122,7 @@ def bench_volume(case: str, volume, factor: int, method: str, folder: Path, *, r
     source = write(volume, folder / f"{case}.nii.gz")
     target = folder / f"{case}_{method}.nii.gz"
     if device == "auto":
-        from calid.methods.calid_fill import resolve_device
+        from calid.methods.calid_settings import resolve_device
 
         device = resolve_device("auto")
     extra = {"steps": DEFAULT_STEPS, **(extra or {})} if method in DIFFUSION_METHODS else {}

@@ -28,7 +28,7 @@ def pixel_denoiser(device: str, seed: int = 0):
     """The calid denoiser's architecture (from the bundled model's config) on 1-channel images, seeded random weights."""
     import torch
 
-    from calid.methods.calid_fill import DEFAULT_MODEL
+    from calid.methods.calid_settings import DEFAULT_MODEL
     from calid.models.denoiser import SliceDenoiser
     from calid.models.format import read_config
     from calid.models.search import find_model
@@ -44,7 +44,9 @@ def fill_pixels(array: np.ndarray, factor: int, spacing: tuple, progress: Progre
     """Dense (T, (Z-1)*factor+1, Y, X) float32 from (T, Z, Y, X), missing slices sampled in image space."""
     import torch
 
-    from calid.methods.calid_fill import sample_missing, sampler_settings
+    from calid.methods.calid_fill import sample_missing
+
+    from calid.methods.calid_settings import sampler_settings
     from calid.models.preprocess import denormalise, intensity_scale, normalise
 
     frames, count, height, width = array.shape
@@ -61,7 +63,7 @@ def fill_pixels(array: np.ndarray, factor: int, spacing: tuple, progress: Progre
 def reconstruct_pixels(volume: Volume, factor: int, progress: Progress, *, steps: int, seed: int = 0,
                        device: str = "cpu") -> Volume:
     """The dense volume on the same grid as ``calid.reconstruct`` (acquired slices copied back), for timing."""
-    from calid.methods.reconstruction import to_output_dtype
+    from calid.methods.output_dtype import to_output_dtype
 
     source = volume.array if volume.is_cine else volume.array[None]
     dense = fill_pixels(source.astype(np.float32), factor, volume.spacing, progress, steps=steps, seed=seed, device=device)

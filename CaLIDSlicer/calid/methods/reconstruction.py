@@ -15,9 +15,11 @@ from typing import Callable
 
 import numpy as np
 
-from calid.methods.calid_fill import (DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL,
-                              DEFAULT_VIEWS, VIEW_COUNTS, check_guide)
 from calid.errors import InputError
+from calid.methods.calid_settings import (DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL,
+                                          DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, check_guide)
+from calid.methods.output_dtype import output_dtype, to_output_dtype
+from calid.methods.sampler_settings import VIEW_COUNTS
 from calid.progress import Progress, ProgressMode, as_progress
 from calid.io.volume import Volume
 
@@ -210,21 +212,6 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
             "guide_blend": float(blend) if guide != "none" else 0.0, "views": int(views)}
 
 
-def output_dtype(dtype: np.dtype) -> np.dtype:
-    """The input's type, or float32 for types that cannot hold intensities (bool, complex)."""
-    dtype = np.dtype(dtype)
-    return dtype if np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating) else np.dtype(np.float32)
-
-
-def to_output_dtype(dense: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Map synthesised values to the input's type (round and clip for integers)."""
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(dense), info.min, info.max).astype(dtype)
-    return dense.astype(output_dtype(dtype))
-
-
 def reconstruct(
     volume: Volume,
     factor: int | None = None,
@@ -251,7 +238,7 @@ def reconstruct(
     (all missing slices at once, or one after another) steer the CaLID sampler; ``samples > 1``
     also returns a per-voxel standard deviation (``result.uncertainty``). ``guide`` ("registration",
     the default, or "none") and ``guide_strength`` say where the sampler starts (see
-    :data:`calid.methods.calid_fill.GUIDES`); ``guide_blend`` is the registration estimate's share in the
+    :data:`calid.methods.calid_settings.GUIDES`); ``guide_blend`` is the registration estimate's share in the
     synthesised images and ``views`` the in-plane flips each prediction is averaged over.
     """
     from calid.io.validate import check_fits_in_memory, validate_volume

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from calid.train.data import cached_stacks
-from calid.methods.calid_fill import DEFAULT_GUIDE_STRENGTH
+from calid.methods.calid_settings import DEFAULT_GUIDE_STRENGTH
 from calid.methods.reconstruction import DEFAULT_STEPS
 from calid.methods.sampling import trailing_schedule
 from calid.train.denoiser import (LatentStack, denoiser_loss, diffusion_batch, encode_stacks, latent_batch, load_latents, save_latents,
@@ -79,7 +79,7 @@ def cached_guides(args: argparse.Namespace, split: str, context: DistributedCont
 def validation_scores(model: torch.nn.Module, stacks: list[LatentStack], neighbours: int, steps: int = DEFAULT_STEPS,
                       guides: list[LatentStack | None] | None = None) -> dict[str, float]:
     """Latent MSE of DDIM samples vs the truth, and of linear blending, on fixed val examples (guided too, with ``guides``)."""
-    from calid.methods.calid_fill import DEFAULT_GUIDE_STRENGTH
+    from calid.methods.calid_settings import DEFAULT_GUIDE_STRENGTH
     from calid.methods.sampling import SamplerSettings, sample_latents
 
     generator = torch.Generator().manual_seed(1)

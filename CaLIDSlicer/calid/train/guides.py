@@ -1,7 +1,7 @@
 """Registration-guided starts for training the denoiser (``--objective guided``).
 
 At inference the sampler starts from the latent of the registration-based estimate of a
-missing slice (:func:`calid.methods.calid_fill.registration_guide`). To train on that start, every
+missing slice (:func:`calid.methods.calid_codec.registration_guide`). To train on that start, every
 training example needs the same estimate: the acquired slices ``first`` and ``first + gap``
 morphed into each other at fraction ``step / gap``. Registration is far too slow to run
 per batch on a CPU, so :func:`build_guides` computes every (first, gap, step) of every stack

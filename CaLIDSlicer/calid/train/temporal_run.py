@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calid.methods.calid_fill import DEFAULT_GUIDE_STRENGTH, SINGLE_SAMPLE_TEMPERATURE
+from calid.methods.calid_settings import DEFAULT_GUIDE_STRENGTH, SINGLE_SAMPLE_TEMPERATURE
 from calid.methods.reconstruction import DEFAULT_STEPS
 from calid.methods.sampling import trailing_schedule
 from calid.train.denoiser_run import autoencoder_dir

@@ -177,7 +177,7 @@ def test_decoder_only_training_keeps_latents_unchanged():
 
 
 def latent_stacks(count: int = 3, seed: int = 0):
-    from calid.train.denoiser import LatentStack
+    from calid.train.latents import LatentStack
 
     rng = np.random.default_rng(seed)
     return [LatentStack(rng.normal(size=(6, 4, 5, 7)).astype(np.float16), 10.0, f"patient00{i}_ED.nii.gz#0") for i in range(count)]
@@ -287,7 +287,8 @@ def test_stack_guides_are_the_registration_morphs_of_the_acquired_pair():
 
 
 def test_guided_batches_carry_the_guide_of_each_example_turned_like_its_target():
-    from calid.train.denoiser import LatentStack, latent_batch
+    from calid.train.denoiser import latent_batch
+    from calid.train.latents import LatentStack
     from calid.train.guides import guide_row, guide_rows
 
     stacks = latent_stacks()

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if ratios:
         print(ratio_lines(ratios))
     if args.json:
-        from calid.io.read_write import atomic_path
+        from calid.io.paths import atomic_path
 
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps({"environment": collect(), "rows": rows_as_dicts(rows), "ratios": ratios}, indent=2) + "\n")

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_json(evaluation, args.json, dataset=str(args.data))
     if args.progress == "json":
-        from calid.evaluation.report import json_safe
+        from calid.io.jsonable import json_safe
 
         print(json.dumps({"event": "done", "outputs": written, "summary": json_safe(summarize(evaluation)),
                           "notes": evaluation.notes}), flush=True)

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_outputs(args: argparse.Namespace, cine: bool) -> None:
     """Refuse a format that cannot hold a cine before anything is rendered or written."""
     from calid.errors import InputError
-    from calid.io.read_write import compound_suffix
+    from calid.io.paths import compound_suffix
 
     if cine and compound_suffix(args.output) not in (".nii", ".nii.gz", ".seq.nrrd"):
         raise InputError(f"a cine must be written as .nii.gz or .seq.nrrd (or use --3d), not {args.output.name!r}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from calid.evaluation.evaluate import Evaluation
+from calid.io.jsonable import json_safe
 
 #: Metric columns in display order with their table headers.
 METRICS: dict[str, str] = {
@@ -108,21 +109,6 @@ def markdown(evaluation: Evaluation, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def json_safe(value):
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return json_safe(value.item())
-    return value
-
-
 def to_json(evaluation: Evaluation, dataset: str) -> str:
     from calid import __version__
 
@@ -140,7 +126,7 @@ def to_json(evaluation: Evaluation, dataset: str) -> str:
 
 
 def write_json(evaluation: Evaluation, path: str | Path, dataset: str) -> Path:
-    from calid.io.read_write import atomic_path
+    from calid.io.paths import atomic_path
 
     with atomic_path(path) as temp:
         temp.write_text(to_json(evaluation, dataset))
@@ -149,7 +135,7 @@ def write_json(evaluation: Evaluation, path: str | Path, dataset: str) -> Path:
 
 def write_csv(evaluation: Evaluation, path: str | Path) -> Path:
     """One line per volume and method (temporal errors are per cine: see the JSON)."""
-    from calid.io.read_write import atomic_path
+    from calid.io.paths import atomic_path
 
     with atomic_path(path) as temp, temp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=ROW_FIELDS, extrasaction="ignore")

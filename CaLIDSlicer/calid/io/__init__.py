@@ -13,8 +13,9 @@ from calid._lazy import lazy_getattr
 
 _LAZY = {
     **dict.fromkeys(("read", "write", "read_segmentation", "write_segmentation", "volume_from_sitk", "volume_to_sitk",
-                     "READ_FORMATS", "WRITE_FORMATS", "atomic_path", "compound_suffix", "SYNTHESIZED_KEY",
-                     "parse_slice_indices"), "calid.io.read_write"),
+                     "READ_FORMATS", "WRITE_FORMATS"), "calid.io.read_write"),
+    **dict.fromkeys(("atomic_path", "compound_suffix"), "calid.io.paths"),
+    **dict.fromkeys(("SYNTHESIZED_KEY", "parse_slice_indices"), "calid.io.synthesized"),
     "Volume": "calid.io.volume",
 }
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from calid.errors import CalidError, InputError
-from calid.io.read_write import atomic_path, compound_suffix
+from calid.io.paths import atomic_path, compound_suffix
 from calid.io.report import report_path
 
 #: Files a cohort folder may hold as studies (segmentations are not studies).

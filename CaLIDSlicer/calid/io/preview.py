@@ -44,7 +44,7 @@ def save_preview(panels: list[tuple[str, Volume]], path: Path, frame: int = 0) -
     """Side-by-side long-axis cuts of several volumes with titles, written atomically."""
     from PIL import Image, ImageDraw
 
-    from calid.io.read_write import atomic_path
+    from calid.io.paths import atomic_path
 
     first = panels[0][1]
     scale = float(np.percentile(first.frame(frame).array, 99.5)) or 1.0

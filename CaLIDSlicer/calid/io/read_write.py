@@ -9,38 +9,23 @@ failed or cancelled run never leaves a half-written file behind.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 import warnings
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import SimpleITK as sitk
 
 from calid.errors import InputFileError, OutputError
-from calid.segmentation.labels import CARDIAC_STRUCTURES, Structure
-from calid.io.validate import check_output_path
+from calid.io.paths import atomic_path, compound_suffix
+from calid.io.synthesized import SYNTHESIZED_KEY, parse_slice_indices
 from calid.io.volume import Volume
-
-#: Metadata key (NRRD ``key:=value``, MetaImage field) that lists synthesised slices.
-SYNTHESIZED_KEY = "calid_synthesized_slices"
+from calid.segmentation.labels import CARDIAC_STRUCTURES, Structure
 
 READ_FORMATS = ".nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd, .seq.nrrd, .seg.nrrd or a DICOM folder"
 WRITE_FORMATS = ".nii, .nii.gz, .nrrd, .mha, .seq.nrrd (cine) or .seg.nrrd (labels)"
 
 #: NIfTI xyzt_units time codes -> milliseconds per unit.
 _NIFTI_TIME_UNIT_MS = {8: 1000.0, 16: 1.0, 24: 0.001}
-
-
-def compound_suffix(path: str | Path) -> str:
-    """Lower-case suffix that decides the format (``.nii.gz``, ``.seq.nrrd``, ``.nrrd``...)."""
-    name = Path(path).name.lower()
-    for suffix in (".seq.nrrd", ".seg.nrrd", ".nii.gz"):
-        if name.endswith(suffix):
-            return suffix
-    return Path(name).suffix
 
 
 # -- reading -----------------------------------------------------------------
@@ -139,37 +124,7 @@ def _frame_times_ms(image: sitk.Image, meta: dict[str, str]) -> tuple[float, ...
     return tuple((offset + t * step) * unit_ms for t in range(n_frames))
 
 
-def parse_slice_indices(text: str) -> tuple[int, ...]:
-    """Slice indices from a metadata value such as ``"1,3,5"``."""
-    text = text.strip()
-    return tuple(int(item) for item in text.replace(" ", ",").split(",") if item) if text else ()
-
-
 # -- writing -----------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
-
-    The temporary file is created by the writer itself, so the result gets the usual
-    permissions (umask), and ``os.replace`` makes it appear whole or not at all.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputError(f"output {str(path)!r} already exists; remove it or allow overwriting")
-    if path.is_dir():
-        raise OutputError(f"output {str(path)!r} is a folder; give a file name such as {path / 'result.nii.gz'}")
-    check_output_path(None, path)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part{compound_suffix(path)}")
-    try:
-        yield temp
-        try:
-            os.replace(temp, path)
-        except OSError as err:
-            raise OutputError(f"cannot move the finished file into {str(path)!r}: {err.strerror}") from err
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def write(volume: Volume, path: str | Path, *, overwrite: bool = True) -> Path:

@@ -13,7 +13,7 @@ from calid.io.volume import Volume
 
 def report_path(output: Path) -> Path:
     """``dense.nii.gz`` -> ``dense.calid.json`` beside it."""
-    from calid.io.read_write import compound_suffix
+    from calid.io.paths import compound_suffix
 
     output = Path(output)
     suffix = compound_suffix(output)
@@ -54,7 +54,7 @@ def report_dict(result: ReconstructionResult, source: Path | None = None, output
 
 
 def write_report(result: ReconstructionResult, path: Path, source: Path | None = None, output: Path | None = None) -> Path:
-    from calid.io.read_write import atomic_path
+    from calid.io.paths import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(report_dict(result, source, output), indent=2) + "\n")

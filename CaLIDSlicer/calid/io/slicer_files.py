@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from calid.errors import InputFileError, OutputError
-from calid.io.read_write import SYNTHESIZED_KEY, atomic_path, parse_slice_indices
+from calid.io.paths import atomic_path
+from calid.io.synthesized import SYNTHESIZED_KEY, parse_slice_indices
 from calid.segmentation.labels import CARDIAC_STRUCTURES, Structure
 from calid.io.volume import Volume
 

@@ -11,6 +11,7 @@ from calid._lazy import lazy_getattr
 
 _LAZY = dict.fromkeys(("DEFAULT_MODEL", "BATCH_SIZE", "WINDOW_OVERLAP", "SegmentationResult", "to_model_grid", "from_model_grid",
                        "normalised_frame", "keep_largest_components", "resolve_device", "load_segmenter", "segment",
-                       "segment_array", "FLIPS", "MEASURE_KEYS", "evaluate_segmenter"), "calid.segmentation.inference")
+                       "segment_array", "FLIPS"), "calid.segmentation.inference")
+_LAZY.update(dict.fromkeys(("MEASURE_KEYS", "evaluate_segmenter"), "calid.evaluation.segmenter"))  # moved to evaluation
 
 __getattr__ = lazy_getattr(__name__, _LAZY)

@@ -98,7 +98,7 @@ class CardiacMeasures:
 
 
 def _write_text(path: str | Path, text: str) -> Path:
-    from calid.io.read_write import atomic_path
+    from calid.io.paths import atomic_path
 
     with atomic_path(path) as temp:
         temp.write_text(text, encoding="utf-8")

@@ -15,9 +15,9 @@ from calid.train.data import cached_stacks
 from calid.methods.calid_settings import DEFAULT_GUIDE_STRENGTH
 from calid.methods.reconstruction import DEFAULT_STEPS
 from calid.methods.sampling import trailing_schedule
-from calid.train.denoiser import (LatentStack, denoiser_loss, diffusion_batch, encode_stacks, latent_batch, load_latents, save_latents,
-                                  trajectory_loss)
+from calid.train.denoiser import denoiser_loss, diffusion_batch, latent_batch, trajectory_loss
 from calid.train.distributed import DistributedContext, barrier, unwrap, wrap
+from calid.train.latents import LatentStack, encode_stacks, load_latents, save_latents
 from calid.train.loop import LoopSettings, train
 
 #: The bundled denoiser's shape (about 2.2 M parameters).

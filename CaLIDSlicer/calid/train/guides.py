@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calid.train.denoiser import GAPS, LatentStack
+from calid.train.latents import GAPS, LatentStack, encode_images
 
 
 @lru_cache(maxsize=64)
@@ -68,8 +68,6 @@ def pixel_spacings(data_dirs: list[str], sources: list[str]) -> dict[str, tuple[
 
 def build_guides(autoencoder, stacks, data_dirs: list[str], every_frame: int = 1, on_stack=None) -> list[LatentStack | None]:
     """Guide latents (rows, C, h, w) float16 per stack (``None`` for cine frames skipped by ``every_frame``)."""
-    from calid.train.denoiser import encode_images
-
     spacing = pixel_spacings(data_dirs, [s.source for s in stacks])
     guides: list[LatentStack | None] = []
     for stack in stacks:

@@ -19,7 +19,8 @@ from calid.models.preprocess import intensity_scale, normalise
 from calid.evaluation.splits import Split
 from calid.train.augment import centred_crop_box
 from calid.train.data import load_array_list, save_array_list, stack_files
-from calid.train.denoiser import context_indices, encode_images, orient, training_example
+from calid.train.denoiser import context_indices, orient, training_example
+from calid.train.latents import encode_images
 
 #: Phantom cines added to the real ones, and their seeds (evaluation phantoms use seeds 0, 1, 2, ...).
 PHANTOM_SEED_BASE = 10_000

@@ -95,14 +95,14 @@ def _measure_errors(pairs: dict) -> dict:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    """``python -m calid.segmentation.inference DATA [--split test] [--json FILE]``: measure a segmenter on ACDC."""
+    """``python -m calid.evaluation.segmenter DATA [--split test] [--json FILE]``: measure a segmenter on ACDC."""
     import argparse
     import json
 
     from calid.io.jsonable import json_safe
     from calid.io.paths import atomic_path
 
-    parser = argparse.ArgumentParser(prog="python -m calid.segmentation.inference", description=evaluate_segmenter.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m calid.evaluation.segmenter", description=evaluate_segmenter.__doc__)
     parser.add_argument("data", help="ACDC folder (patientNNN_ED.nii.gz with _gt labels)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
     parser.add_argument("--model", help="model directory or installed name (default: the bundled model)")

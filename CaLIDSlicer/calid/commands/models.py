@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from calid.commands.argtypes import existing
+
 HELP = "list, inspect, fetch or import model files (safetensors + config + model card)"
 DESCRIPTION = (
     "Models are looked up in $CALID_MODEL_DIR, the models bundled with the extension, then the user "
@@ -15,11 +17,7 @@ DESCRIPTION = (
 )
 
 
-def _existing_path(text: str) -> Path:
-    path = Path(text)
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"{text} does not exist; give a model directory or a .zip/.tar.gz of one")
-    return path
+_existing_path = existing("{text} does not exist; give a model directory or a .zip/.tar.gz of one")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

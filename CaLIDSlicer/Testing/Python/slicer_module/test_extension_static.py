@@ -13,7 +13,7 @@ import pytest
 from CaLIDSlicerLib.dependencies import FORBIDDEN, normalize, read_requirements
 from CaLIDSlicerLib.parameters import NODE_FIELDS, CaLIDParameters
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 MODULE_DIR = REPO / "CaLIDSlicer"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "CaLIDSlicer.ui"
 MODULE_FILE = MODULE_DIR / "CaLIDSlicer.py"

@@ -17,7 +17,7 @@ from calid.methods.sampling import (  # noqa: E402
 )
 from calid.models.format import ModelConfig, save_model  # noqa: E402
 
-from test_models import TINY_DENOISER, TINY_VAE  # noqa: E402
+from tiny_models import TINY_DENOISER, TINY_VAE  # noqa: E402
 
 
 @pytest.fixture(scope="module")

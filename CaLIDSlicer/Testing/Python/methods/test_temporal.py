@@ -17,7 +17,7 @@ from calid.models.vae import SliceAutoencoder  # noqa: E402
 from calid.progress import Progress  # noqa: E402
 from calid.models.format import ModelConfig, save_model  # noqa: E402
 
-from test_models import TINY_DENOISER, TINY_VAE  # noqa: E402
+from tiny_models import TINY_DENOISER, TINY_VAE  # noqa: E402
 
 
 def _randomised(model: torch.nn.Module, seed: int, scale: float = 0.1) -> torch.nn.Module:

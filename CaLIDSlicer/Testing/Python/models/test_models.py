@@ -11,9 +11,7 @@ from calid.models.denoiser import SliceDenoiser  # noqa: E402
 from calid.models.vae import SliceAutoencoder  # noqa: E402
 from calid.models.format import ModelConfig, load_model, save_model  # noqa: E402
 
-TINY_VAE = {"channels": [8, 8], "latent_channels": 2, "num_res_blocks": 1, "norm_num_groups": 8, "latent_scale": 0.5}
-TINY_DENOISER = {"latent_channels": 2, "neighbours": 2, "channels": [8, 16], "num_res_blocks": 1,
-                 "norm_num_groups": 8, "num_train_timesteps": 10}
+from tiny_models import TINY_DENOISER, TINY_VAE  # noqa: E402
 
 
 def tiny_denoiser_inputs(batch: int = 3, size: int = 8, seed: int = 0):

@@ -15,7 +15,7 @@ import pytest
 from calid import io
 from CaLIDSlicerLib.sampledata import SAMPLES, register_samples, registration_arguments, sample_folder
 
-MODULE_DIR = Path(__file__).resolve().parents[2]
+MODULE_DIR = Path(__file__).resolve().parents[3]
 
 
 def sha256(path: Path) -> str:

@@ -20,7 +20,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from CaLIDSlicerLib.parameters import CaLIDParameters, Device, Mode  # noqa: E402
 
-MODULE_FILE = Path(__file__).resolve().parents[2] / "CaLIDSlicer.py"
+MODULE_FILE = Path(__file__).resolve().parents[3] / "CaLIDSlicer.py"
 
 
 def _stand_ins() -> dict[str, types.ModuleType]:

@@ -17,7 +17,7 @@ from calid.train.distributed import DistributedContext  # noqa: E402
 from calid.train.loop import LoopSettings, learning_rate, train  # noqa: E402
 from calid.train.vae import VaeLossWeights, slice_batch, vae_loss  # noqa: E402
 
-from test_models import TINY_VAE  # noqa: E402
+from tiny_models import TINY_VAE  # noqa: E402
 
 SINGLE = DistributedContext(rank=0, world_size=1, device=torch.device("cpu"))
 

@@ -23,7 +23,7 @@ from CaLIDSlicerLib.dependencies import (
     read_requirements,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[4]
 
 
 def versions(**installed):

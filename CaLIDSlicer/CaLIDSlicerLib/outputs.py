@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import vtk
 
+from calid.io.provenance import provenance_rows
 from calid.io.volume import Volume
 
 from .nodes import add_sequence_browser, cine_to_sequence, set_calid_attributes, volume_to_node
@@ -60,6 +61,7 @@ def results_rows(report: dict) -> list[tuple[str, str]]:
         ("Seed", str(report.get("seed", ""))),
         ("Seconds", str(report.get("seconds", ""))),
     ]
+    rows += provenance_rows(report)  # models, sampler, device, calid version, time per stage: as in every report
     rows += [("Note", str(note)) for note in report.get("notes", [])]
     return rows
 

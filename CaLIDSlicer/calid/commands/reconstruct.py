@@ -110,10 +110,14 @@ def reconstruct_file(args: argparse.Namespace) -> None:
     from calid.io.report import report_path, write_report
     from calid.io.validate import check_output_path
 
+    import time
+
     outputs = [p for p in (args.output, args.uncertainty, args.segment) if p is not None]
     for path in outputs:
         check_output_path(args.input, path)
+    started = time.perf_counter()
     volume = read(args.input)
+    timings = {"read": time.perf_counter() - started}
     result = reconstruct(volume, **reconstruction_kwargs(args))
     if args.uncertainty is not None and result.uncertainty is None:
         from calid.errors import InputError
@@ -125,6 +129,7 @@ def reconstruct_file(args: argparse.Namespace) -> None:
 
         segmentation = segment(result.volume, device=args.device, progress=args.progress)
     # Write only after everything succeeded, so a failed run leaves no partial outputs.
+    started = time.perf_counter()
     write(result.volume, args.output)
     if result.uncertainty is not None and args.uncertainty is not None:
         write(result.uncertainty, args.uncertainty)
@@ -132,7 +137,9 @@ def reconstruct_file(args: argparse.Namespace) -> None:
         from calid.io.read_write import write_segmentation
 
         write_segmentation(segmentation.labels, args.segment)
-    report = write_report(result, args.report or report_path(args.output), source=args.input, output=args.output)
+    timings["write"] = time.perf_counter() - started  # the outputs; the report itself is written last
+    report = write_report(result, args.report or report_path(args.output), source=args.input, output=args.output,
+                          segmentation=segmentation, timings=timings)
     _announce(args, result, report)
 
 

@@ -60,6 +60,7 @@ class Evaluation:
     temporal: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    runs: list[dict] = field(default_factory=list)  # one per reconstruction: method, models, sampler, device, stage_seconds
 
 
 def check_keep_every(keep_every: int) -> int:
@@ -147,6 +148,7 @@ class Segmenter:
     def __init__(self, device: str | None = None) -> None:
         self.device = device or "auto"
         self.note: str | None = None
+        self.identity: dict | None = None  # of the loaded network (calid.models.identity), for the report
         self._network = None
         try:
             import calid.segmentation.inference as segment_module
@@ -169,8 +171,11 @@ class Segmenter:
             return None
         try:
             if self._network is None:
+                from calid.models.identity import identity_of
+
                 self.device = self._module.resolve_device(self.device)
                 self._network, self.name = self._module.load_segmenter(device=self.device)
+                self.identity = identity_of(self._network)
             return self._module.segment_array(volume, self._network, device=self.device)
         except CalidError as err:
             self._module = None
@@ -232,9 +237,18 @@ def evaluate_case(
         seconds = (time.perf_counter() - started) / len(frames)
         pred = _as_frames(result.volume.array)[:, dropped].astype(np.float32) / scale
         pred_labels = None
+        run = {"method": method, "models": list(result.models), "sampler": result.sampler, "device": result.device,
+               "stage_seconds": dict(result.stage_seconds)}
         if labels is not None and segmenter is not None and segmenter.available:
+            segment_started = time.perf_counter()
             segmented = segmenter(result.volume)
             pred_labels = None if segmented is None else _as_frames(segmented)[:, dropped]
+            if segmented is not None:
+                run["stage_seconds"]["segment"] = time.perf_counter() - segment_started
+                identity = getattr(segmenter, "identity", None)  # any callable that labels volumes may stand in
+                run["models"] += [identity] if identity else []
+                run["device"] = result.device if result.models else getattr(segmenter, "device", result.device)
+        out.runs.append(run)
         for t, frame in enumerate(frames):
             row = {**base, "frame": frame if case.kind == "cine" else None, "method": method,
                    "seconds": seconds, **_image_scores(pred[t], truth[t], box)}
@@ -279,6 +293,7 @@ def evaluate(
                 part = evaluate_case(loaded, methods, keep_every, frame_step, options, segmenter, progress)
                 total.rows += part.rows
                 total.temporal += part.temporal
+                total.runs += part.runs
             stage.advance()
     trimmed = {r["case"] for r in total.rows if r["trimmed"]}
     if trimmed:

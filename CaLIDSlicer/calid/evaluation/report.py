@@ -109,6 +109,27 @@ def markdown(evaluation: Evaluation, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def method_provenance(evaluation: Evaluation) -> dict[str, dict]:
+    """Per method, the :func:`calid.io.provenance.provenance` record of its runs.
+
+    ``stage_seconds`` are summed over the method's reconstructions (``reconstructions``
+    says how many), ``segment`` included when Dice was computed; reading cases is shared
+    by all methods and is not counted. Models are listed once each, in the order first used.
+    """
+    from calid.io.provenance import provenance
+
+    records = {}
+    for method in dict.fromkeys(run["method"] for run in evaluation.runs):
+        runs = [run for run in evaluation.runs if run["method"] == method]
+        models = list({(m["name"], m["sha256"]): m for run in runs for m in run["models"]}.values())
+        stages: dict[str, float] = {}
+        for run in runs:
+            for stage, seconds in run["stage_seconds"].items():
+                stages[stage] = stages.get(stage, 0.0) + seconds
+        records[method] = {**provenance(models, runs[0]["sampler"], runs[-1]["device"], stages), "reconstructions": len(runs)}
+    return records
+
+
 def to_json(evaluation: Evaluation, dataset: str) -> str:
     from calid import __version__
 
@@ -116,6 +137,7 @@ def to_json(evaluation: Evaluation, dataset: str) -> str:
         "calid_version": __version__,
         "dataset": dataset,
         "settings": evaluation.settings,
+        "provenance": method_provenance(evaluation),
         "summary": summarize(evaluation),
         "per_patient": per_patient(evaluation),
         "rows": evaluation.rows,

@@ -40,15 +40,15 @@ def _model_dir(model: str | Path | None, mode: str = "3d") -> Path:
 @lru_cache(maxsize=4)
 def load_models(model_dir: Path, device: str):
     """(denoiser, autoencoder) in eval mode; the autoencoder is the one named in the denoiser's config."""
-    from calid.models.format import load_model
+    from calid.models.identity import load_identified
     from calid.models.search import find_model
 
-    denoiser, config = load_model(model_dir, device)
+    denoiser, config = load_identified(model_dir, device)
     vae_name = config.extra.get("autoencoder")
     if config.kind != "denoiser" or not vae_name:
         raise ModelError(f"{model_dir} is a {config.kind!r} model; the calid method needs a denoiser that names its autoencoder")
     sibling = model_dir.parent / vae_name
-    autoencoder, _ = load_model(sibling if (sibling / "config.json").is_file() else find_model(vae_name), device)
+    autoencoder, _ = load_identified(sibling if (sibling / "config.json").is_file() else find_model(vae_name), device)
     return denoiser, autoencoder
 
 
@@ -126,6 +126,7 @@ def fill_into(
     guide_strength: float = DEFAULT_GUIDE_STRENGTH,
     guide_blend: float = DEFAULT_GUIDE_BLEND,
     views: int = DEFAULT_VIEWS,
+    used: dict | None = None,
 ) -> np.ndarray | None:
     """Write the synthesised slices of ``source`` (T, Z, Y, X) into ``out`` (T, (Z-1)*factor+1, Y, X, any dtype).
 
@@ -137,6 +138,7 @@ def fill_into(
     ``guide``/``guide_strength``: where the sampler starts (see :data:`GUIDES`); ``guide_blend``:
     the share of the registration estimate in the final image (see :data:`DEFAULT_GUIDE_BLEND`).
     ``views``: in-plane flips/transposes each prediction is averaged over (see :data:`DEFAULT_VIEWS`).
+    ``used``: when given, receives the device and the identities of the models loaded (for the report).
     """
     import torch
 
@@ -148,7 +150,12 @@ def fill_into(
     if factor == 1 or count < 2:
         return None
     device = resolve_device(device)
-    denoiser, autoencoder = load_models(_model_dir(model, mode).resolve(), device)
+    with progress.stage("load"):
+        denoiser, autoencoder = load_models(_model_dir(model, mode).resolve(), device)
+    if used is not None:
+        from calid.models.identity import identity_of
+
+        used.update(device=device, models=[i for i in (identity_of(denoiser), identity_of(autoencoder)) if i])
     temporal = _check_mode(mode, denoiser, order)
     check_guide(guide, guide_strength, steps, denoiser.num_train_timesteps, guide_blend)  # the loaded model's own schedule
     settings = sampler_settings(steps, samples, order, temperature, guide_strength if guide != "none" else 1.0, views)

@@ -53,6 +53,8 @@ class ReconstructionResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     sampler: dict = field(default_factory=dict)  # CaLID's settings (steps, samples, order, guide, ...); empty for baselines
+    models: tuple[dict, ...] = ()  # identities of the networks used (calid.models.identity); empty for baselines
+    device: str = "cpu"  # where the networks ran ("cpu" or "cuda"); baselines run on the CPU
 
     @property
     def synthesized(self) -> tuple[int, ...]:
@@ -252,11 +254,13 @@ def reconstruct(
     options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength,
                                 guide_blend, views)
     progress = as_progress(progress)
+    earlier = dict(progress.stage_seconds)  # a shared Progress (evaluate, cohort) already holds other runs' times
     started = time.perf_counter()
 
     source = volume.array if volume.is_cine else volume.array[None]
     dense = np.zeros((source.shape[0], (source.shape[1] - 1) * factor + 1, *source.shape[2:]), output_dtype(source.dtype))
-    std = fill(source, dense, factor, volume.spacing, progress, options)
+    used: dict = {}  # the calid fill records its device and models here
+    std = fill(source, dense, factor, volume.spacing, progress, {**options, "used": used} if options else options)
     acquired = np.arange(volume.n_slices) * factor
     dense[:, acquired] = source  # measured data passes through untouched
     synthesized = tuple(sorted(set(range(dense.shape[1])) - set(acquired.tolist())))
@@ -278,7 +282,9 @@ def reconstruct(
         mode=mode,
         seed=seed,
         seconds=time.perf_counter() - started,
-        stage_seconds=dict(progress.stage_seconds),
+        stage_seconds={k: v - earlier.get(k, 0.0) for k, v in progress.stage_seconds.items() if v != earlier.get(k)},
         notes=notes + mode_notes,
         sampler={key: value for key, value in options.items() if key not in ("device", "seed")},
+        models=tuple(used.get("models", ())),
+        device=used.get("device", "cpu"),
     )

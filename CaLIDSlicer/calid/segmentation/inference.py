@@ -43,6 +43,8 @@ class SegmentationResult:
     labels: Volume
     model: str
     seconds: float
+    models: tuple[dict, ...] = ()  # identity of the network used (calid.models.identity), for the report
+    device: str = "cpu"
 
 
 def to_model_grid(stack: np.ndarray, spacing_xy: tuple[float, float], pixel_size: float, *, labels: bool = False) -> np.ndarray:
@@ -113,11 +115,11 @@ def resolve_device(device: str) -> str:
 
 def load_segmenter(model: str | os.PathLike | None = None, device: str = "cpu") -> tuple["torch.nn.Module", str]:
     """(network in eval mode, model name) from a model directory or an installed model's name."""
-    from calid.models.format import load_model
+    from calid.models.identity import load_identified
     from calid.models.search import find_model
 
     path = Path(model) if model is not None and Path(model).is_dir() else find_model(str(model or DEFAULT_MODEL))
-    network, config = load_model(path, device=device)
+    network, config = load_identified(path, device=device)
     return network, f"{config.name} {config.version}"
 
 
@@ -142,7 +144,11 @@ def segment(
     network, name = load_segmenter(model, device)
     labels = segment_array(volume, network, device=device, progress=progress, keep_largest=keep_largest,
                            average_flips=average_flips)
-    return SegmentationResult(volume.replace(array=labels), name, time.perf_counter() - started)
+    from calid.models.identity import identity_of
+
+    identity = identity_of(network)
+    return SegmentationResult(volume.replace(array=labels), name, time.perf_counter() - started,
+                              models=(identity,) if identity else (), device=device)
 
 
 def segment_array(

@@ -16,7 +16,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from calid.volume import Volume
+from calid.io.volume import Volume
 
 from .nodes import set_calid_attributes, vtk_to_matrix
 from .segments import oriented_image

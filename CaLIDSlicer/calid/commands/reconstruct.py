@@ -14,7 +14,8 @@ DESCRIPTION = (
     "RANK/WORLD_SIZE) splits the cases between processes."
 )
 
-from calid.calid_fill import DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_VIEWS, GUIDES, VIEW_COUNTS
+from calid.methods.calid_settings import DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_VIEWS, GUIDES
+from calid.methods.sampler_settings import VIEW_COUNTS
 
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
 
@@ -106,14 +107,18 @@ def run(args: argparse.Namespace) -> int:
 
 def reconstruct_file(args: argparse.Namespace) -> None:
     """One study: read, reconstruct (and segment), then write every output and the report."""
+    import time
+
     from calid.commands.run_estimate import estimate_for_args, progress_for
-    from calid.io import read
-    from calid.validate import check_output_path, validate_volume
+    from calid.io.read_write import read
+    from calid.io.validate import check_output_path, validate_volume
 
     outputs = [p for p in (args.output, args.uncertainty, args.segment) if p is not None]
     for path in outputs:
         check_output_path(args.input, path)
+    started = time.perf_counter()
     volume = read(args.input)
+    timings = {"read": time.perf_counter() - started}
     validate_volume(volume)
     estimate = estimate_for_args(args, volume.array.shape, volume.slice_spacing)
     progress = progress_for(args.progress, estimate)
@@ -121,15 +126,17 @@ def reconstruct_file(args: argparse.Namespace) -> None:
     if args.estimate_only:
         return
     try:
-        _reconstruct_and_write(args, volume, progress)
+        _reconstruct_and_write(args, volume, progress, timings)
     finally:
         progress.close()
 
 
-def _reconstruct_and_write(args: argparse.Namespace, volume, progress) -> None:
-    from calid.io import write
-    from calid.reconstruction import reconstruct
-    from calid.report import report_path, write_report
+def _reconstruct_and_write(args: argparse.Namespace, volume, progress, timings: dict[str, float]) -> None:
+    import time
+
+    from calid.io.read_write import write
+    from calid.io.report import report_path, write_report
+    from calid.methods.reconstruction import reconstruct
 
     result = reconstruct(volume, **{**reconstruction_kwargs(args), "progress": progress})
     if args.uncertainty is not None and result.uncertainty is None:
@@ -138,18 +145,21 @@ def _reconstruct_and_write(args: argparse.Namespace, volume, progress) -> None:
         raise InputError("--uncertainty needs a diffusion method with --samples 2 or more")
     segmentation = None
     if args.segment is not None:
-        from calid.segmentation import segment
+        from calid.segmentation.inference import segment
 
         segmentation = segment(result.volume, device=args.device, progress=progress)
     # Write only after everything succeeded, so a failed run leaves no partial outputs.
+    started = time.perf_counter()
     write(result.volume, args.output)
     if result.uncertainty is not None and args.uncertainty is not None:
         write(result.uncertainty, args.uncertainty)
     if segmentation is not None:
-        from calid.io import write_segmentation
+        from calid.io.read_write import write_segmentation
 
         write_segmentation(segmentation.labels, args.segment)
-    report = write_report(result, args.report or report_path(args.output), source=args.input, output=args.output)
+    timings["write"] = time.perf_counter() - started  # the outputs; the report itself is written last
+    report = write_report(result, args.report or report_path(args.output), source=args.input, output=args.output,
+                          segmentation=segmentation, timings=timings)
     _announce(args, result, report)
 
 
@@ -157,7 +167,7 @@ def run_cohort_command(args: argparse.Namespace) -> int:
     """Many studies into the folder ``-o``; exit 1 if any case failed (the summary says which)."""
     import copy
 
-    from calid.cohort import cases_from_folder, cases_from_manifest, parse_shard, run_cohort, write_summary
+    from calid.io.cohort import cases_from_folder, cases_from_manifest, parse_shard, run_cohort, write_summary
     from calid.errors import InputError
 
     if args.uncertainty or args.segment or args.report:
@@ -172,7 +182,7 @@ def run_cohort_command(args: argparse.Namespace) -> int:
     else:
         raise InputError(f"--cohort needs a folder of studies, not {args.input}")
     shard = parse_shard(args.shard)
-    from calid.cohort import is_finished
+    from calid.io.cohort import is_finished
     from calid.commands.run_estimate import cohort_estimate_line
 
     print(cohort_estimate_line(args, [case.source for case in cases[shard[0]::shard[1]] if not is_finished(case)]),

@@ -43,7 +43,7 @@ def estimate_for_args(args: argparse.Namespace, shape: tuple[int, ...], slice_sp
 
 def rounds(est: Estimate) -> int:
     """How many sample/decode rounds the engine will run (it bounds memory per round)."""
-    from calid.calid_fill import gap_chunks
+    from calid.methods.calid_fill import gap_chunks
 
     work = est.work
     if work is None or not work.synthesized:
@@ -72,7 +72,7 @@ def header_shape(path: Path) -> tuple[tuple[int, ...], float]:
             return tuple(reversed(size)), float(reader.GetSpacing()[2])
     except Exception:  # noqa: BLE001 - any format SimpleITK cannot read cheaply is read in full below
         pass
-    from calid.io import read
+    from calid.io.read_write import read
 
     volume = read(path)
     return volume.array.shape, volume.slice_spacing

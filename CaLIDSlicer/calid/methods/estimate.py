@@ -176,7 +176,7 @@ def speed_probe(mode: str = "3d", model: str | None = None) -> float | None:
     try:
         import torch
 
-        from calid.calid_fill import _model_dir, load_models
+        from calid.methods.calid_fill import _model_dir, load_models
 
         _, autoencoder = load_models(_model_dir(model, mode).resolve(), "cpu")
         images = torch.zeros(PROBE_SLICES, 1, 256, 256)
@@ -248,8 +248,8 @@ def workload_for(shape: tuple[int, ...], slice_spacing: float, *, factor: int | 
     """The :class:`Workload` of ``calid.reconstruct`` on an input of ``shape`` ((T,) Z, Y, X), resolved as the engine resolves it."""
     from types import SimpleNamespace
 
-    from calid.calid_fill import DEFAULT_GUIDE, DEFAULT_VIEWS
-    from calid.reconstruction import DEFAULT_SAMPLES, DEFAULT_STEPS, resolve_factor, resolve_method, resolve_mode
+    from calid.methods.calid_settings import DEFAULT_GUIDE, DEFAULT_VIEWS
+    from calid.methods.reconstruction import DEFAULT_SAMPLES, DEFAULT_STEPS, resolve_factor, resolve_method, resolve_mode
 
     frames, slices, height, width = (1, *shape) if len(shape) == 3 else shape
     header = SimpleNamespace(slice_spacing=slice_spacing, is_cine=len(shape) == 4)  # what the resolvers read
@@ -260,22 +260,3 @@ def workload_for(shape: tuple[int, ...], slice_spacing: float, *, factor: int | 
                     steps=steps or DEFAULT_STEPS, samples=samples or DEFAULT_SAMPLES, views=views or DEFAULT_VIEWS,
                     guide=guide or DEFAULT_GUIDE, segment=segment)
 
-
-def bench_calibration_rows(bench: dict) -> list[dict]:
-    """:func:`fit_costs` rows from a ``calid bench --json`` file (its cases' factors from :data:`calid.bench.CASES`)."""
-    from calid.bench import CASES
-
-    rows = []
-    for row in bench["rows"]:
-        method, mode = {"calid-3d": ("calid", "3d"), "calid-2dt": ("calid", "2dt")}.get(row["method"], (row["method"], None))
-        shape = row["shape_in"]
-        frames, slices, height, width = (1, *shape) if len(shape) == 3 else shape
-        if mode is None:  # plain "calid": what mode "auto" ran (2D+T for a cine, the bundled default)
-            mode = "2dt" if len(shape) == 4 and method == "calid" else "3d"
-        seconds = dict(row["median_seconds"])
-        work = {"frames": frames, "slices": slices, "height": height, "width": width,
-                "factor": CASES[row["case"]][1], "method": method, "mode": mode, "steps": row.get("steps") or 2,
-                "guide": "registration" if "register" in seconds else "none"}
-        seconds["read and write"] = seconds.get("read", 0.0) + seconds.get("write", 0.0)
-        rows.append({"workload": work, "seconds": seconds})
-    return rows

@@ -26,8 +26,10 @@ from slicer.util import VTKObservationMixin
 
 from CaLIDSlicerLib import dependencies
 from CaLIDSlicerLib import models as modelfiles
+from CaLIDSlicerLib.estimate import estimate_line
 from CaLIDSlicerLib.logic import ReconstructionRun, RunResult
 from CaLIDSlicerLib.nodes import SYNTHESIZED_ATTRIBUTE, describe_input
+from CaLIDSlicerLib.overlays import show_over
 from CaLIDSlicerLib.parameters import NODE_FIELDS, CaLIDParameters, Device, Method, Mode, Quality
 from CaLIDSlicerLib.sampledata import register_samples
 
@@ -176,6 +178,15 @@ class CaLIDSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ready = self._run is not None or bool(self._parameterNode and self._parameterNode.input_volume)
         self.ui.applyButton.enabled = ready
         self._updateInputKind()
+        if self._run is None and self._parameterNode and self._parameterNode.input_volume:
+            self._updateEstimate()
+
+    def _updateEstimate(self) -> None:
+        """The engine's time estimate in the status line, before Apply starts any work."""
+        try:
+            self.ui.statusLabel.text = self.logic.estimate(parametersFromNode(self._parameterNode))
+        except Exception as err:  # an estimate must never block the panel
+            logging.warning(f"CaLID: no time estimate ({err})")
 
     def _updateInputKind(self, node=None) -> None:
         self.ui.inputKindLabel.text = describe_input(slicer.mrmlScene, self.ui.inputVolumeSelector.currentNode())
@@ -243,7 +254,7 @@ class CaLIDSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = str(err)
             return
         self._setRunning(True)
-        self.ui.statusLabel.text = _("Running calid...")
+        self.ui.statusLabel.text = _("Running calid...") + " " + self.ui.statusLabel.text
         self._timer.start()
 
     def _onPoll(self) -> None:
@@ -274,8 +285,12 @@ class CaLIDSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = _(
             "Done in {seconds:.1f} s: {count} synthesised slices (listed in the node attribute {attribute})."
         ).format(seconds=result.seconds, count=len(synthesized), attribute=SYNTHESIZED_ATTRIBUTE)
+        if nodes.synthesised:
+            self.ui.statusLabel.text += " " + _("They are outlined by the segmentation \"{name}\" (eye icon: show/hide).").format(
+                name=slicer.mrmlScene.GetNodeByID(nodes.synthesised).GetName())
         self.ui.resultsTableView.setMRMLTableNode(slicer.mrmlScene.GetNodeByID(nodes.table))
-        slicer.util.setSliceViewerLayers(background=slicer.mrmlScene.GetNodeByID(nodes.volume), fit=True)
+        show_over(slicer.mrmlScene, nodes.volume, nodes.uncertainty)  # uncertainty coloured over the result
+        slicer.util.resetSliceViews()
 
 
 class CaLIDSlicerLogic(ScriptedLoadableModuleLogic):
@@ -299,6 +314,12 @@ class CaLIDSlicerLogic(ScriptedLoadableModuleLogic):
     def importModel(self, path: str, sha256: str = "") -> str:
         """Install a model archive or folder copied by hand (offline sites); checked by SHA-256 when given."""
         return modelfiles.import_model_file(path, sha256)
+
+    def estimate(self, parameters: CaLIDParameters) -> str:
+        """The engine's time estimate for this run, as one status line (no work is started)."""
+        from CaLIDSlicerLib.logic import calid_model_available
+
+        return estimate_line(slicer.mrmlScene, parameters, calid_available=calid_model_available())
 
     def newRun(self, parameters: CaLIDParameters) -> ReconstructionRun:
         return ReconstructionRun(slicer.mrmlScene, parameters, sequences_logic=slicer.modules.sequences.logic())

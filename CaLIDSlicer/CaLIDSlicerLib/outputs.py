@@ -1,7 +1,8 @@
 """Turn what a run wrote into MRML nodes: all of them, or — if anything fails — none.
 
 A 3D result becomes a scalar volume (plus segmentation, uncertainty map and a results
-table); a cine becomes sequences played by one new sequence browser. Every output is
+table); a cine becomes sequences played by one new sequence browser. The synthesised slices
+also become a segment and the uncertainty map a colour overlay (:mod:`.overlays`). Every output is
 named after the input ("<input> CaLID x4 ...") and records the synthesised slices,
 method and factor as node attributes.
 """
@@ -16,6 +17,7 @@ from calid.io.provenance import provenance_rows
 from calid.io.volume import Volume
 
 from .nodes import add_sequence_browser, cine_to_sequence, set_calid_attributes, volume_to_node
+from .overlays import fill_synthesised_segmentation, style_uncertainty
 from .segments import check_label_values, cine_labels_to_sequence, labels_to_segmentation
 
 #: Colour maps for the uncertainty volume, most suitable first (present in a Slicer scene).
@@ -41,6 +43,7 @@ class OutputNodes:
     segmentation: str | None = None
     uncertainty: str | None = None
     browser: str | None = None
+    synthesised: str | None = None  # segmentation with one segment over the synthesised slices
     created: list[str] = field(default_factory=list)
 
 
@@ -139,6 +142,7 @@ def _add_3d(maker: _NodeMaker, outputs: LoadedOutputs, base: str, volume_node, s
         uncertainty = maker.with_display("vtkMRMLScalarVolumeNode", f"{base} uncertainty")
         volume_to_node(outputs.uncertainty, uncertainty)
         _color_uncertainty(maker.scene, uncertainty)
+        style_uncertainty(uncertainty, outputs.uncertainty)
         nodes.uncertainty = uncertainty.GetID()
     segments = None
     if outputs.labels is not None:
@@ -169,6 +173,7 @@ def _add_cine(maker: _NodeMaker, outputs: LoadedOutputs, base: str, index: dict,
     nodes = OutputNodes(volume=proxies[dense.GetID()].GetID(), table="", browser=browser.GetID())
     if uncertainty is not None:
         _color_uncertainty(maker.scene, proxies[uncertainty.GetID()])
+        style_uncertainty(proxies[uncertainty.GetID()], outputs.uncertainty)
         nodes.uncertainty = proxies[uncertainty.GetID()].GetID()
     if labels is not None:
         nodes.segmentation = proxies[labels.GetID()].GetID()
@@ -195,6 +200,10 @@ def add_output_nodes(scene, outputs: LoadedOutputs, input_name: str, *, cine_ind
             nodes = _add_cine(maker, outputs, base, cine_index or {}, sequences_logic)
         else:
             nodes = _add_3d(maker, outputs, base, volume_node, segmentation_node)
+        if outputs.dense.synthesized:
+            synthesised = maker.with_display("vtkMRMLSegmentationNode", f"{base} synthesised slices")
+            fill_synthesised_segmentation(outputs.dense, synthesised)
+            nodes.synthesised = synthesised.GetID()
         table = maker.add("vtkMRMLTableNode", f"{base} results")
         fill_table(table, rows)
         nodes.table = table.GetID()

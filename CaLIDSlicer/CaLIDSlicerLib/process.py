@@ -64,10 +64,15 @@ class ProgressState:
     total: int = 0
     message: str = ""
     finished_stages: list[str] = field(default_factory=list)
+    estimate: str = ""  # the engine's time estimate, said before its first stage
+    plan: dict[str, float] = field(default_factory=dict)  # estimated seconds per stage: one overall percentage
 
     def update(self, event: dict) -> None:
         kind = event.get("event")
-        if kind in ("start", "step"):
+        if kind == "estimate":
+            self.estimate = str(event.get("text", ""))
+            self.plan = {str(k): float(v) for k, v in (event.get("stages") or {}).items()}
+        elif kind in ("start", "step"):
             self.stage = str(event.get("stage", self.stage))
             self.done = int(event.get("done", 0))
             self.total = int(event.get("total", 0))
@@ -79,12 +84,19 @@ class ProgressState:
 
     @property
     def percent(self) -> int:
+        """Of the whole run when the estimate named the stages (finished ones count whole), else of this stage."""
+        work = {name: seconds for name, seconds in self.plan.items() if name not in ("start", "read and write")}
+        if work and self.stage in work and sum(work.values()) > 0:
+            done = sum(work.get(name, 0.0) for name in set(self.finished_stages) if name != self.stage)
+            done += work[self.stage] * (self.done / self.total if self.total else 0.0)
+            return min(100, int(100 * done / sum(work.values())))
         return int(100 * self.done / self.total) if self.total else 0
 
     def text(self) -> str:
+        suffix = f" ({self.estimate})" if self.estimate else ""
         if not self.stage:
-            return self.message or "starting"
-        return f"{self.stage}: {self.done}/{self.total}"
+            return (self.message or "starting") + suffix
+        return f"{self.stage}: {self.done}/{self.total}{suffix}"
 
 
 class EngineProcess:

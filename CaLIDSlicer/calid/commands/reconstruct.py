@@ -66,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also segment the dense result (LV, myocardium, RV) into FILE (.seg.nrrd or labelmap)")
     parser.add_argument("--report", type=Path, metavar="JSON",
                         help="where to write the JSON report (default: OUTPUT with .calid.json)")
+    parser.add_argument("--estimate-only", action="store_true",
+                        help="print the time estimate (a JSON line with --progress json) and stop before any work")
     cohort = parser.add_argument_group("cohort mode")
     cohort.add_argument("--cohort", action="store_true", help="INPUT is a folder of studies (one file each)")
     cohort.add_argument("--pattern", default="*", help="glob for studies in a cohort folder (default *)")
@@ -105,12 +107,11 @@ def run(args: argparse.Namespace) -> int:
 
 def reconstruct_file(args: argparse.Namespace) -> None:
     """One study: read, reconstruct (and segment), then write every output and the report."""
-    from calid.io.read_write import read, write
-    from calid.methods.reconstruction import reconstruct
-    from calid.io.report import report_path, write_report
-    from calid.io.validate import check_output_path
-
     import time
+
+    from calid.commands.run_estimate import estimate_for_args, progress_for
+    from calid.io.read_write import read
+    from calid.io.validate import check_output_path, validate_volume
 
     outputs = [p for p in (args.output, args.uncertainty, args.segment) if p is not None]
     for path in outputs:
@@ -118,7 +119,26 @@ def reconstruct_file(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     volume = read(args.input)
     timings = {"read": time.perf_counter() - started}
-    result = reconstruct(volume, **reconstruction_kwargs(args))
+    validate_volume(volume)
+    estimate = estimate_for_args(args, volume.array.shape, volume.slice_spacing)
+    progress = progress_for(args.progress, estimate)
+    progress.estimate(estimate.as_event())  # before any work, so a user can stop a run that would be too long
+    if args.estimate_only:
+        return
+    try:
+        _reconstruct_and_write(args, volume, progress, timings)
+    finally:
+        progress.close()
+
+
+def _reconstruct_and_write(args: argparse.Namespace, volume, progress, timings: dict[str, float]) -> None:
+    import time
+
+    from calid.io.read_write import write
+    from calid.io.report import report_path, write_report
+    from calid.methods.reconstruction import reconstruct
+
+    result = reconstruct(volume, **{**reconstruction_kwargs(args), "progress": progress})
     if args.uncertainty is not None and result.uncertainty is None:
         from calid.errors import InputError
 
@@ -127,7 +147,7 @@ def reconstruct_file(args: argparse.Namespace) -> None:
     if args.segment is not None:
         from calid.segmentation.inference import segment
 
-        segmentation = segment(result.volume, device=args.device, progress=args.progress)
+        segmentation = segment(result.volume, device=args.device, progress=progress)
     # Write only after everything succeeded, so a failed run leaves no partial outputs.
     started = time.perf_counter()
     write(result.volume, args.output)
@@ -162,6 +182,13 @@ def run_cohort_command(args: argparse.Namespace) -> int:
     else:
         raise InputError(f"--cohort needs a folder of studies, not {args.input}")
     shard = parse_shard(args.shard)
+    from calid.io.cohort import is_finished
+    from calid.commands.run_estimate import cohort_estimate_line
+
+    print(cohort_estimate_line(args, [case.source for case in cases[shard[0]::shard[1]] if not is_finished(case)]),
+          flush=True)
+    if args.estimate_only:
+        return 0
 
     def one(case) -> None:
         single = copy.copy(args)

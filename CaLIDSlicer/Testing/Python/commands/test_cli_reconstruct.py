@@ -61,7 +61,7 @@ def test_json_progress_is_one_object_per_line(tmp_path, oblique_cine):
         capture_output=True, text=True, check=True,
     )
     events = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert events[0]["event"] == "start" and events[-1]["event"] == "done"
+    assert events[0]["event"] == "estimate" and events[1]["event"] == "start" and events[-1]["event"] == "done"
     steps = [e for e in events if e["event"] == "step"]
     assert steps[-1]["done"] == steps[-1]["total"] == oblique_cine.n_frames
 

@@ -121,3 +121,17 @@ def test_logic_lists_the_bundled_models_through_the_engine(module, monkeypatch, 
     rows = {row.name: row for row in module.CaLIDSlicerLogic().installedModels()}
     assert {rows[name].where for name in ("calid-vae-acdc", "calid-denoiser-acdc", "calid-denoiser-2dt-acdc",
                                           "calid-segmenter-acdc")} == {"bundled"}
+
+
+def test_logic_estimate_is_a_status_line_before_any_work(module, monkeypatch, oblique_stack):
+    """What the panel's status line shows when an input is chosen: the engine's estimate, no child process."""
+    from CaLIDSlicerLib.nodes import volume_to_node
+
+    scene = slicer.vtkMRMLScene()
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "sax")
+    volume_to_node(oblique_stack, node)
+    line = module.CaLIDSlicerLogic().estimate(CaLIDParameters(input_volume=node.GetID(), method="linear",
+                                                              device=Device.CPU))
+    assert line.startswith("Estimate: about ") and "linear x2, 6 slices of 20 x 24" in line
+    assert scene.GetNumberOfNodes() == 1  # nothing was added

@@ -149,8 +149,8 @@ def rife_interpolate(stack: np.ndarray, factor: int, weights: str | os.PathLike 
 
 def fill_into(source: np.ndarray, out: np.ndarray, factor: int, spacing: tuple, progress, options: dict) -> None:
     """``calid.reconstruct``'s fill for ``rife``: every frame of ``source`` (T, Z, Y, X) into ``out``."""
-    from calid.calid_fill import resolve_device
-    from calid.reconstruction import to_output_dtype
+    from calid.methods.calid_settings import resolve_device
+    from calid.methods.output_dtype import to_output_dtype
 
     device = resolve_device(options.get("device", "auto"))
     pairs = source.shape[0] * (source.shape[1] - 1)

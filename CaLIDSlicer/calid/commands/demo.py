@@ -1,7 +1,7 @@
 """``calid demo``: the whole job on built-in data, end to end, in one command.
 
 Makes a sparse cine phantom (with a dense ground truth), reconstructs it densely, writes
-the inputs, outputs, report and a PNG preview, scores the synthesised slices against the
+the inputs, outputs, report and the QC figure (``preview.png``, with a truth row), scores the synthesised slices against the
 truth, and prints where everything is.
 """
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from calid.errors import InputError
     from calid.io import write
     from calid.phantom import make_phantom_pair
-    from calid.preview import save_preview
+    from calid.qc_figure import centre_from_labels, figure_title, render_qc_figure, write_qc_figure
     from calid.reconstruction import reconstruct
     from calid.report import write_report
 
@@ -65,11 +65,10 @@ def run(args: argparse.Namespace) -> int:
     }
     paths["report"] = write_report(result, out / "reconstruction.calid.json",
                                    source=paths["sparse input"], output=paths["reconstruction"])
-    paths["preview"] = save_preview(
-        [(f"acquired ({sparse.image.slice_spacing:g} mm)", sparse.image), (f"{result.method} x{args.factor}", result.volume),
-         ("truth", dense.image)],
-        out / "preview.png",
-    )
+    figure = render_qc_figure(result.volume, truth=dense.image, uncertainty=result.uncertainty,
+                              title=figure_title(result.method, args.factor, result.volume, 0, "calid demo phantom"),
+                              centre=centre_from_labels(dense.labels), centre_note="heart (phantom labels)")
+    paths["preview (QC figure)"] = write_qc_figure(figure, out / "preview.png")
     psnr_value, ssim_value = _score(result.volume, dense.image)
     print(f"CaLID demo: {sparse.image.n_slices} slices x {sparse.image.n_frames} frames -> "
           f"{result.volume.n_slices} slices with {result.method} in {result.seconds:.1f} s")

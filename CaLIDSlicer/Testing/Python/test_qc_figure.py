@@ -98,3 +98,21 @@ def test_cine_figure_names_its_frame_and_shows_uncertainty(phantom_stack):
     figure = render_qc_figure(dense, title=title, uncertainty=spread, truth=dense)
     kinds = [p.kind for p in figure.panels]
     assert kinds.count("uncertainty") == 2 and kinds.count("truth") == 8 + 1
+
+
+def test_cohort_index_links_every_case_to_its_figure(tmp_path, phantom_stack):
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    for name in ("a", "b"):
+        write(phantom_stack, folder / f"{name}.nii.gz")
+    (folder / "broken.nii.gz").write_bytes(b"not a nifti file")
+    out = tmp_path / "dense"
+    assert main(["reconstruct", str(folder), "-o", str(out), "--cohort", "--factor", "2", "--method", "linear",
+                 "--progress", "none"]) == 1
+    page = (out / "index.html").read_text()
+    for name in ("a", "b", "broken"):
+        assert f"{name}.nii.gz" in page
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert sorted(images) == ["a_dense.qc.png", "b_dense.qc.png"]
+    assert all((out / image).is_file() for image in images)
+    assert page.count("failed") >= 1 and "not a nifti" not in page  # the reader's error, not the raw bytes

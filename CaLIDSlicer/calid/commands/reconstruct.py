@@ -192,8 +192,11 @@ def run_cohort_command(args: argparse.Namespace) -> int:
     outcomes = run_cohort(cases, one, shard=shard,
                           on_case=lambda o: print(f"{o.status:>7}  {o.source}  {o.error}".rstrip(), flush=True))
     summary = write_summary(outcomes, args.output, shard)
+    from calid.cohort_index import write_index
+
+    index = write_index(cases, outcomes, args.output)
     failed = sum(o.status == "failed" for o in outcomes)
-    print(f"{len(outcomes)} cases in shard {shard[0]}/{shard[1]}: {failed} failed; summary: {summary}")
+    print(f"{len(outcomes)} cases in shard {shard[0]}/{shard[1]}: {failed} failed; summary: {summary}; index: {index}")
     return 1 if failed else 0
 
 

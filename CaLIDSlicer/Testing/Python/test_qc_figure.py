@@ -116,3 +116,20 @@ def test_cohort_index_links_every_case_to_its_figure(tmp_path, phantom_stack):
     assert sorted(images) == ["a_dense.qc.png", "b_dense.qc.png"]
     assert all((out / image).is_file() for image in images)
     assert page.count("failed") >= 1 and "not a nifti" not in page  # the reader's error, not the raw bytes
+
+
+@pytest.mark.slow
+def test_evaluate_writes_one_plot_per_metric(tmp_path):
+    plots, record = tmp_path / "plots", tmp_path / "eval.json"
+    assert main(["evaluate", "phantom", "--phantom-count", "1", "--phantom-size", "48", "--methods", "nearest,linear",
+                 "--json", str(record), "--plots", str(plots), "--progress", "none"]) == 0
+    rows = json.loads(record.read_text())["rows"]
+    measured = {k for row in rows for k, v in row.items() if isinstance(v, float) and not k.endswith("seconds")
+                and k not in ("frame",)}
+    from calid.evaluate_report import METRICS
+
+    expected = {f"{k}.png" for k in METRICS if k in measured}
+    assert expected and {p.name for p in plots.iterdir()} == expected
+    for path in plots.iterdir():
+        with Image.open(path) as image:
+            assert image.width >= 1200

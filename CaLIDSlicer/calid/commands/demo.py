@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "reconstruct a built-in cine phantom end to end and write a PNG preview"
+HELP = "reconstruct a built-in cine phantom end to end and write its QC figure (preview.png)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -141,8 +141,8 @@ def render_qc_figure(volume: Volume, *, title: str, frame: int = 0, uncertainty:
     ``centre`` (y, x in pixels) places the crop and the long-axis cuts, e.g. the heart's centre
     (:func:`centre_from_labels` of a segmentation), and ``centre_note`` says which, for the
     locator's title; without it the image centre is used. ``truth`` (same grid) adds a
-    truth row and a truth cut (the demo); ``uncertainty`` adds its long-axis cut and one
-    synthesised slice of it.
+    truth row and a truth cut (the demo); ``uncertainty`` adds a row: one synthesised
+    slice of it and its two long-axis cuts, under the image's.
     """
     import matplotlib
 
@@ -162,58 +162,45 @@ def render_qc_figure(volume: Volume, *, title: str, frame: int = 0, uncertainty:
     lo, hi = (float(v) for v in np.percentile(acquired, [0.5, 99.5]))
     grey = {"cmap": "gray", "vmin": lo, "vmax": hi if hi > lo else lo + 1}
     sx, sy, sz = volume.spacing
-    synthesised = set(volume.synthesized)
-    short = _short_axis_slices(volume)
+    sa_extent = _extent(rows, cols, sy, sx)
+    la_y = [rows.start * sy, rows.stop * sy, volume.n_slices * sz, 0.0]  # (slice, y) cut at column cx
+    la_x = [cols.start * sx, cols.stop * sx, volume.n_slices * sz, 0.0]  # (slice, x) cut at row cy
 
-    # Long-axis panels: (kind, title, image, extent, colour, style)
-    la_extent_x = [rows.start * sy, rows.stop * sy, volume.n_slices * sz, 0.0]
-    la_extent_y = [cols.start * sx, cols.stop * sx, volume.n_slices * sz, 0.0]
-    long_axis = [("long-axis", f"cut along y at x = {cx} (cyan line)", image[:, rows, cx], la_extent_x, CUT_X_COLOUR, grey),
-                 ("long-axis", f"cut along x at y = {cy} (yellow line)", image[:, cy, cols], la_extent_y, CUT_Y_COLOUR, grey)]
+    # Panels: (kind, title, image, extent, title colour, imshow style, is a long-axis cut, slice index)
+    long_axis = [("long-axis", f"cut along y at x = {cx} (cyan line)", image[:, rows, cx], la_y, CUT_X_COLOUR, grey, True, None),
+                 ("long-axis", f"cut along x at y = {cy} (yellow line)", image[:, cy, cols], la_x, CUT_Y_COLOUR, grey, True, None)]
     if truth is not None:
-        long_axis.append(("truth", "truth, cut along y", _frame_array(truth, frame)[:, rows, cx], la_extent_x, "black", grey))
-    unc_slice = None
+        long_axis.append(("truth", "truth, cut along y", _frame_array(truth, frame)[:, rows, cx], la_y, "black", grey, True, None))
+    spread_row = []
     if uncertainty is not None:
         spread = _frame_array(uncertainty, frame)
         heat = {"cmap": "magma", "vmin": 0.0, "vmax": float(np.percentile(spread, 99.5)) or 1.0}
-        long_axis.append(("uncertainty", "uncertainty (SD over samples),\ncut along y", spread[:, rows, cx],
-                          la_extent_x, "black", heat))
-        unc_slice = min(synthesised, key=lambda z: abs(z - volume.n_slices / 2)) if synthesised else volume.n_slices // 2
-        long_axis.append(("uncertainty", f"uncertainty, slice {unc_slice}", spread[unc_slice, rows, cols],
-                          _extent(rows, cols, sy, sx), "black", heat))
+        synthesised = volume.synthesized or (volume.n_slices // 2,)
+        z = min(synthesised, key=lambda i: abs(i - volume.n_slices / 2))
+        spread_row = [("uncertainty", f"uncertainty (SD over samples), slice {z}", spread[z, rows, cols], sa_extent,
+                       "black", heat, False, z),
+                      ("uncertainty", "uncertainty, cut along y", spread[:, rows, cx], la_y, "black", heat, True, None),
+                      ("uncertainty", "uncertainty, cut along x", spread[:, cy, cols], la_x, "black", heat, True, None)]
 
-    n_la = len(long_axis) + 1  # + the locator
+    columns = max(len(long_axis), len(spread_row) - 1) + 1  # + the locator
     sa_h = WIDTH_IN / MAX_SHORT_AXIS * 1.2
-    la_ratio = max((e[2] - e[3]) / max(e[1] - e[0], 1e-6) for *_, e, _, _ in long_axis)
-    la_h = float(np.clip(WIDTH_IN / n_la * la_ratio, 2.4, 7.0)) + 0.6
-    heights = [sa_h] + ([sa_h] if truth is not None else []) + [la_h]
-    fig = Figure(figsize=(WIDTH_IN, round((sum(heights) + 1.0) * DPI) / DPI), dpi=DPI)  # whole pixels
-    fig.suptitle(title, fontsize=13, y=1 - 0.25 / (sum(heights) + 1.0))
-    fig.text(0.5, 1 - 0.62 / (sum(heights) + 1.0),
+    la_ratio = max((e[2] - e[3]) / max(e[1] - e[0], 1e-6) for _, _, _, e, *_ in long_axis)
+    la_h = float(np.clip(WIDTH_IN / columns * la_ratio, 2.4, 7.0)) + 0.6
+    heights = [sa_h] * (2 if truth is not None else 1) + [la_h] * (2 if spread_row else 1)
+    total = sum(heights) + 1.0
+    fig = Figure(figsize=(WIDTH_IN, round(total * DPI) / DPI), dpi=DPI)  # whole pixels
+    fig.suptitle(title, fontsize=13, y=1 - 0.25 / total)
+    fig.text(0.5, 1 - 0.62 / total,
              "blue frame: acquired slice (measured, unchanged)   ·   orange frame: synthesised slice   ·   "
              "the strip beside each long-axis cut shows every slice in the same colours", ha="center", fontsize=10)
-    grid = fig.add_gridspec(len(heights), 1, height_ratios=heights, top=1 - 0.9 / (sum(heights) + 1.0),
-                            bottom=0.05, left=0.03, right=0.98, hspace=0.3)
-    drawn: list[tuple[str, str, object, int | None]] = []
-
-    def short_axis_row(row: int, source: np.ndarray, is_truth: bool) -> None:
-        cells = grid[row].subgridspec(1, MAX_SHORT_AXIS, wspace=0.08)
-        for column, z in enumerate(short):
-            ax = fig.add_subplot(cells[0, column])
-            ax.imshow(source[z, rows, cols], extent=_extent(rows, cols, sy, sx), interpolation="nearest", **grey)
-            kind = "truth" if is_truth else ("synthesised" if z in synthesised else "acquired")
-            colour = {"truth": "black", "synthesised": SYNTHESISED_COLOUR, "acquired": ACQUIRED_COLOUR}[kind]
-            label = f"slice {z}: {kind}"
-            ax.set_title(label, fontsize=10, color=colour, fontweight="bold")
-            _frame_spines(ax, colour, 1.0 if is_truth else 4.0)
-            drawn.append((kind, label, ax, z))
-
-    short_axis_row(0, image, False)
+    grid = fig.add_gridspec(len(heights), 1, height_ratios=heights, top=1 - 0.9 / total,
+                            bottom=0.4 / total, left=0.03, right=0.97, hspace=0.3)
+    drawn = _short_axis_row(fig, grid[0], volume, image, rows, cols, grey, False)
     if truth is not None:
-        short_axis_row(1, _frame_array(truth, frame), True)
-    cells = grid[len(heights) - 1].subgridspec(1, n_la, wspace=0.4)
+        drawn += _short_axis_row(fig, grid[1], volume, _frame_array(truth, frame), rows, cols, grey, True)
+    la_cells = grid[len(heights) - (2 if spread_row else 1)].subgridspec(1, columns, wspace=0.3)
     locator_z = min(volume.acquired or (0,), key=lambda z: abs(z - volume.n_slices / 2))
-    ax = fig.add_subplot(cells[0, 0])
+    ax = fig.add_subplot(la_cells[0, 0])
     ax.imshow(image[locator_z], extent=[0, volume.slice_shape[1] * sx, volume.slice_shape[0] * sy, 0],
               interpolation="nearest", **grey)
     ax.axvline((cx + 0.5) * sx, color=CUT_X_COLOUR, linestyle="--", linewidth=1.5)
@@ -223,21 +210,43 @@ def render_qc_figure(volume: Volume, *, title: str, frame: int = 0, uncertainty:
     ax.set_xticks([])
     ax.set_yticks([])
     drawn.append(("locator", "locator", ax, locator_z))
-    for column, (kind, label, cut, extent, colour, style) in enumerate(long_axis, start=1):
-        ax = fig.add_subplot(cells[0, column])
-        long_cut = not label.startswith("uncertainty, slice")
+    placed = [(la_cells[0, c], panel) for c, panel in enumerate(long_axis, start=1)]
+    if spread_row:
+        spread_cells = grid[len(heights) - 1].subgridspec(1, columns, wspace=0.3)
+        placed += [(spread_cells[0, c], panel) for c, panel in enumerate(spread_row)]
+    for cell, (kind, label, cut, extent, colour, style, long_cut, z) in placed:
+        ax = fig.add_subplot(cell)
         _cut(ax, cut, extent, label, colour, long_cut, **style)
-        if kind == "uncertainty":
-            fig.colorbar(ax.images[0], ax=ax, fraction=0.046, pad=0.08).ax.tick_params(labelsize=7)
         if long_cut:
             _slice_strip(ax, volume)
-        drawn.append((kind, label, ax, None if long_cut else unc_slice))
+        drawn.append((kind, label, ax, z))
+    if spread_row:
+        fig.colorbar(drawn[-1][2].images[0], ax=[d[2] for d in drawn[-3:]], fraction=0.02, pad=0.03,
+                     label="SD (image units)")
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)  # no tight bbox: the size (and panel boxes) stay as laid out
     width, height = fig.canvas.get_width_height()
     panels = tuple(QCPanel(kind, label, _box(ax, height), z) for kind, label, ax, z in drawn)
     return QCFigure(buffer.getvalue(), (width, height), frame, panels)
+
+
+def _short_axis_row(fig, cell, volume: Volume, source: np.ndarray, rows: slice, cols: slice, grey: dict,
+                    is_truth: bool) -> list:
+    """Consecutive short-axis slices, each framed and titled acquired / synthesised (or truth)."""
+    cells = cell.subgridspec(1, MAX_SHORT_AXIS, wspace=0.08)
+    drawn = []
+    for column, z in enumerate(_short_axis_slices(volume)):
+        ax = fig.add_subplot(cells[0, column])
+        ax.imshow(source[z, rows, cols], extent=_extent(rows, cols, volume.spacing[1], volume.spacing[0]),
+                  interpolation="nearest", **grey)
+        kind = "truth" if is_truth else ("synthesised" if z in volume.synthesized else "acquired")
+        colour = {"truth": "black", "synthesised": SYNTHESISED_COLOUR, "acquired": ACQUIRED_COLOUR}[kind]
+        label = f"slice {z}: {kind}"
+        ax.set_title(label, fontsize=10, color=colour, fontweight="bold")
+        _frame_spines(ax, colour, 1.0 if is_truth else 4.0)
+        drawn.append((kind, label, ax, z))
+    return drawn
 
 
 def _crop_box(rows: slice, cols: slice, row_mm: float, col_mm: float):

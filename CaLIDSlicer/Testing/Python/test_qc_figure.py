@@ -97,7 +97,7 @@ def test_cine_figure_names_its_frame_and_shows_uncertainty(phantom_stack):
     assert "cine frame 1 of 3 (first frame)" in title
     figure = render_qc_figure(dense, title=title, uncertainty=spread, truth=dense)
     kinds = [p.kind for p in figure.panels]
-    assert kinds.count("uncertainty") == 2 and kinds.count("truth") == 8 + 1
+    assert kinds.count("uncertainty") == 3 and kinds.count("truth") == 8 + 1
 
 
 def test_cohort_index_links_every_case_to_its_figure(tmp_path, phantom_stack):

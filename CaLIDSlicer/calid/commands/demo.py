@@ -1,8 +1,8 @@
 """``calid demo``: the whole job on built-in data, end to end, in one command.
 
 Makes a sparse cine phantom (with a dense ground truth), reconstructs it densely, writes
-the inputs, outputs, report and the QC figure (``preview.png``, with a truth row), scores the synthesised slices against the
-truth, and prints where everything is.
+the inputs, outputs, report and the QC figure (``preview.png``, with a truth row), scores
+the synthesised slices against the truth, and prints where everything is.
 """
 
 from __future__ import annotations

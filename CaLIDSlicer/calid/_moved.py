@@ -25,7 +25,6 @@ MOVED: dict[str, tuple[str, ...]] = {
     "calid.io_slicer": ("calid.io.slicer_files",),
     "calid.validate": ("calid.io.validate",),
     "calid.report": ("calid.io.report",),
-    "calid.preview": ("calid.io.preview",),
     "calid.cohort": ("calid.io.cohort",),
     "calid.reconstruction": ("calid.methods.reconstruction",),
     "calid.baselines": ("calid.methods.baselines",),

@@ -1,8 +1,8 @@
 """``calid demo``: the whole job on built-in data, end to end, in one command.
 
 Makes a sparse cine phantom (with a dense ground truth), reconstructs it densely, writes
-the inputs, outputs, report and a PNG preview, scores the synthesised slices against the
-truth, and prints where everything is.
+the inputs, outputs, report and the QC figure (``preview.png``, with a truth row), scores
+the synthesised slices against the truth, and prints where everything is.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "reconstruct a built-in cine phantom end to end and write a PNG preview"
+HELP = "reconstruct a built-in cine phantom end to end and write its QC figure (preview.png)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,11 +43,11 @@ def _score(result_volume, truth) -> tuple[float, float]:
 
 def run(args: argparse.Namespace) -> int:
     from calid.errors import InputError
+    from calid.io.qc_figure import centre_from_labels, figure_title, render_qc_figure, write_qc_figure
     from calid.io.read_write import write
-    from calid.phantom.generator import make_phantom_pair
-    from calid.io.preview import save_preview
-    from calid.methods.reconstruction import reconstruct
     from calid.io.report import write_report
+    from calid.methods.reconstruction import reconstruct
+    from calid.phantom.generator import make_phantom_pair
 
     if args.factor < 2:
         raise InputError(f"--factor must be 2 or more for a demo, not {args.factor}")
@@ -65,11 +65,10 @@ def run(args: argparse.Namespace) -> int:
     }
     paths["report"] = write_report(result, out / "reconstruction.calid.json",
                                    source=paths["sparse input"], output=paths["reconstruction"])
-    paths["preview"] = save_preview(
-        [(f"acquired ({sparse.image.slice_spacing:g} mm)", sparse.image), (f"{result.method} x{args.factor}", result.volume),
-         ("truth", dense.image)],
-        out / "preview.png",
-    )
+    figure = render_qc_figure(result.volume, truth=dense.image, uncertainty=result.uncertainty,
+                              title=figure_title(result.method, args.factor, result.volume, 0, "calid demo phantom"),
+                              centre=centre_from_labels(dense.labels), centre_note="heart (phantom labels)")
+    paths["preview (QC figure)"] = write_qc_figure(figure, out / "preview.png")
     psnr_value, ssim_value = _score(result.volume, dense.image)
     print(f"CaLID demo: {sparse.image.n_slices} slices x {sparse.image.n_frames} frames -> "
           f"{result.volume.n_slices} slices with {result.method} in {result.seconds:.1f} s")

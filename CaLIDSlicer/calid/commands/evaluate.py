@@ -53,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phantom-size", type=positive_int, metavar="PX", help="with DATA 'phantom': image size")
     parser.add_argument("--csv", type=Path, metavar="FILE", help="write one row per volume and method")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write rows, summary, per-patient means, notes")
+    parser.add_argument("--plots", type=Path, metavar="DIR",
+                        help="write one PNG per metric into DIR (created), e.g. DIR/psnr.png: "
+                             "methods side by side, one dot per volume over a box plot")
     parser.add_argument("--progress", default="bar", choices=("bar", "json", "none"),
                         help="json: one JSON object per line on stdout (for the Slicer module)")
 
@@ -72,9 +75,13 @@ def run(args: argparse.Namespace) -> int:
     from calid.evaluation.report import markdown, summarize, write_csv, write_json
     from calid.io.validate import check_output_path
 
-    for path in (args.csv, args.json):
+    for path in (args.csv, args.json, args.plots):
         if path is not None:
             check_output_path(None, path)
+    if args.plots is not None and args.plots.exists() and not args.plots.is_dir():
+        from calid.errors import OutputError
+
+        raise OutputError(f"--plots needs a folder, but {args.plots} is a file; choose a folder name")
     cases = find_cases(args.data, args.split, phantom_count=args.phantom_count,
                        phantom_options=_phantom_options(args))
     cases = cases[: args.limit] if args.limit else cases
@@ -88,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
         write_csv(evaluation, args.csv)
     if args.json is not None:
         write_json(evaluation, args.json, dataset=str(args.data))
+    if args.plots is not None:
+        from calid.evaluation.plots import write_plots
+
+        source = "generated phantoms" if args.data == "phantom" else f"{Path(args.data).name} ({args.split} split)"
+        subtitle = f"{source}, keep every {args.keep_every}"
+        written += [str(p) for p in write_plots(evaluation, args.plots, subtitle=subtitle)]
     if args.progress == "json":
         from calid.io.jsonable import json_safe
 

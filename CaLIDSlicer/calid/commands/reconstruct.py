@@ -74,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to write the JSON report (default: OUTPUT with .calid.json)")
     parser.add_argument("--estimate-only", action="store_true",
                         help="print the time estimate (a JSON line with --progress json) and stop before any work")
+    parser.add_argument("--no-qc", dest="qc", action="store_false",
+                        help="do not write the QC figure (default: OUTPUT with .qc.png: acquired and synthesised "
+                             "slices, long-axis cuts, uncertainty)")
     cohort = parser.add_argument_group("cohort mode")
     cohort.add_argument("--cohort", action="store_true", help="INPUT is a folder of studies (one file each)")
     cohort.add_argument("--pattern", default="*", help="glob for studies in a cohort folder (default *)")
@@ -120,7 +123,7 @@ def reconstruct_file(args: argparse.Namespace) -> None:
     from calid.io.read_write import read
     from calid.io.validate import check_output_path, validate_volume
 
-    outputs = [p for p in (args.output, args.uncertainty, args.segment) if p is not None]
+    outputs = [p for p in (args.output, args.uncertainty, args.segment, _figure_path(args)) if p is not None]
     for path in outputs:
         check_output_path(args.input, path)
     started = time.perf_counter()
@@ -155,6 +158,8 @@ def _reconstruct_and_write(args: argparse.Namespace, volume, progress, timings: 
         from calid.segmentation.inference import segment
 
         segmentation = segment(result.volume, device=args.device, progress=progress)
+    figure_path = _figure_path(args)
+    figure = _qc_figure(args, result, segmentation) if figure_path is not None else None
     # Write only after everything succeeded, so a failed run leaves no partial outputs.
     started = time.perf_counter()
     write(result.volume, args.output)
@@ -164,10 +169,39 @@ def _reconstruct_and_write(args: argparse.Namespace, volume, progress, timings: 
         from calid.io.read_write import write_segmentation
 
         write_segmentation(segmentation.labels, args.segment)
+    if figure is not None:
+        from calid.io.qc_figure import write_qc_figure
+
+        write_qc_figure(figure, figure_path)
     timings["write"] = time.perf_counter() - started  # the outputs; the report itself is written last
     report = write_report(result, args.report or report_path(args.output), source=args.input, output=args.output,
                           segmentation=segmentation, timings=timings)
-    _announce(args, result, report)
+    _announce(args, result, report, figure_path if figure is not None else None)
+
+
+def _figure_path(args: argparse.Namespace) -> Path | None:
+    """Where the QC figure goes (beside the output), or None with --no-qc."""
+    from calid.io.qc_figure import qc_path
+
+    return qc_path(args.output) if getattr(args, "qc", True) else None
+
+
+def _qc_figure(args: argparse.Namespace, result, segmentation):
+    """Render the QC figure in memory (before anything is written); None, with a warning, if it fails."""
+    import sys
+
+    from calid.io.qc_figure import centre_from_labels, figure_title, render_qc_figure
+
+    # Through the heart when a segmentation says where it is, else through the image centre.
+    centre = centre_from_labels(segmentation.labels) if segmentation is not None else None
+    note = "heart (segmentation)"
+    try:
+        return render_qc_figure(result.volume, title=figure_title(result.method, result.factor, result.volume, 0,
+                                                                  Path(args.input).name),
+                                uncertainty=result.uncertainty, centre=centre, centre_note=note)
+    except (ValueError, RuntimeError, MemoryError) as err:  # a figure must never cost the reconstruction
+        print(f"warning: QC figure not written ({err}); the reconstruction is unaffected", file=sys.stderr)
+        return None
 
 
 def run_cohort_command(args: argparse.Namespace) -> int:
@@ -205,20 +239,25 @@ def run_cohort_command(args: argparse.Namespace) -> int:
     outcomes = run_cohort(cases, one, shard=shard,
                           on_case=lambda o: print(f"{o.status:>7}  {o.source}  {o.error}".rstrip(), flush=True))
     summary = write_summary(outcomes, args.output, shard)
+    from calid.io.cohort_index import write_index
+
+    index = write_index(cases, outcomes, args.output)
     failed = sum(o.status == "failed" for o in outcomes)
-    print(f"{len(outcomes)} cases in shard {shard[0]}/{shard[1]}: {failed} failed; summary: {summary}")
+    print(f"{len(outcomes)} cases in shard {shard[0]}/{shard[1]}: {failed} failed; summary: {summary}; index: {index}")
     return 1 if failed else 0
 
 
-def _announce(args: argparse.Namespace, result, report: Path) -> None:
+def _announce(args: argparse.Namespace, result, report: Path, figure: Path | None = None) -> None:
     import json
 
     mode = ", 2D+T" if result.mode == "2dt" else ""
     lines = [f"wrote {args.output} ({result.method}{mode}, x{result.factor}, "
              f"{len(result.synthesized)} synthesised slices, {result.seconds:.1f} s)", f"report: {report}"]
+    lines += [f"QC figure: {figure}"] if figure is not None else []
     lines += [f"note: {note}" for note in result.notes]
     if args.progress == "json":
         print(json.dumps({"event": "done", "output": str(args.output), "report": str(report),
+                          "qc_figure": str(figure) if figure is not None else None,
                           "notes": list(result.notes)}), flush=True)
     else:
         print("\n".join(lines))

@@ -3,7 +3,8 @@
 :mod:`.volume` is the in-memory type; :mod:`.read_write` reads and writes files by suffix,
 with :mod:`.dicom` and :mod:`.slicer_files` for DICOM series and Slicer's own kinds;
 :mod:`.validate` refuses inputs and outputs that cannot work before long work starts;
-:mod:`.report`, :mod:`.preview` and :mod:`.cohort` write what a run leaves beside its output.
+:mod:`.report`, :mod:`.qc_figure`, :mod:`.cohort` and :mod:`.cohort_index` write what a run leaves
+beside its output.
 The names below are the old ``calid.io`` module's, loaded on first use.
 """
 

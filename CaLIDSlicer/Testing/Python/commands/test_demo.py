@@ -23,7 +23,7 @@ def test_demo_writes_dense_volume_report_and_preview(tmp_path, capsys):
     report = json.loads((tmp_path / "reconstruction.calid.json").read_text())
     assert report["synthesized_slices"] == [1, 3, 5]
     with Image.open(tmp_path / "preview.png") as image:
-        assert image.width > 3 * image.height / 2  # three panels side by side
+        assert image.width >= 1200  # the QC figure, readable
     assert not list(tmp_path.glob(".*part*"))  # no temporary leftovers
 
 

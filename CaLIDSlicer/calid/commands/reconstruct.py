@@ -15,6 +15,7 @@ DESCRIPTION = (
 )
 
 from calid.calid_fill import DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_VIEWS, GUIDES, VIEW_COUNTS
+from calid.commands.argtypes import upsampling_factor
 
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
 
@@ -22,7 +23,7 @@ METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
 def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that reconstructs (reconstruct, demo, evaluate)."""
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--factor", type=int, help="upsampling factor along the slice axis (default 2)")
+    target.add_argument("--factor", type=upsampling_factor, help="upsampling factor along the slice axis (default 2)")
     target.add_argument("--spacing", type=float, metavar="MM", help="target slice spacing in mm")
     parser.add_argument("--method", default="auto", choices=METHOD_CHOICES,
                         help="auto = CaLID when its model is installed, else the best baseline")
@@ -91,7 +92,7 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
     if args.spacing is not None:
         kwargs["spacing"] = args.spacing
     else:
-        kwargs["factor"] = args.factor or 2
+        kwargs["factor"] = 2 if args.factor is None else args.factor
     return kwargs
 
 

@@ -187,13 +187,34 @@ def write(volume: Volume, path: str | Path, *, overwrite: bool = True) -> Path:
         return write_sequence(volume, path, overwrite=overwrite)
     if suffix == ".seg.nrrd":
         return write_segmentation(volume, path)
-    if suffix not in (".nii", ".nii.gz", ".nrrd", ".mha"):
-        raise OutputError(f"output must end in {WRITE_FORMATS}, not {path.name!r}")
-    if volume.is_cine and suffix not in (".nii", ".nii.gz"):
-        raise OutputError(f"a cine must be written as .nii.gz or .seq.nrrd, not {suffix}: {path.name!r}")
+    check_write_format(path, cine=volume.is_cine)
     image = volume_to_sitk(volume)
     with atomic_path(path, overwrite=overwrite) as temp:
         _write_sitk(image, temp)
+    return path
+
+
+def check_write_format(path: str | Path, *, cine: bool, labels: bool = False) -> Path:
+    """Refuse a file name whose format cannot hold this output; cheap, so commands call it before the work.
+
+    Images: see ``WRITE_FORMATS`` (a cine only .nii/.nii.gz/.seq.nrrd). Labels: a labelmap file or
+    .seg.nrrd; a cine's labels are one 4D labelmap (.nii.gz) or a Slicer sequence (.seq.nrrd).
+    """
+    path = Path(path)
+    suffix, name = compound_suffix(path), path.name
+    stem = name[: -len(suffix)] if suffix else name
+    if labels and cine and suffix not in (".nii", ".nii.gz", ".seq.nrrd"):
+        held = " (a .seg.nrrd holds one 3D labelmap)" if suffix == ".seg.nrrd" else ""
+        raise OutputError(f"a cine's labels are written as one 4D labelmap: name the file {stem}.nii.gz "
+                          f"(or {stem}.seq.nrrd, a Slicer sequence), not {name!r}{held}")
+    if labels and suffix not in (".nii", ".nii.gz", ".nrrd", ".mha", ".seg.nrrd", ".seq.nrrd"):
+        raise OutputError(f"labels must be written as .nii.gz, .nrrd, .mha or .seg.nrrd, not {name!r}")
+    if not labels and suffix == ".seg.nrrd":
+        raise OutputError(f"a .seg.nrrd holds labels, not images: write {name!r} as {stem}.nii.gz or {stem}.nrrd")
+    if not labels and suffix not in (".nii", ".nii.gz", ".nrrd", ".mha", ".seq.nrrd"):
+        raise OutputError(f"output must end in {WRITE_FORMATS}, not {name!r}")
+    if not labels and cine and suffix not in (".nii", ".nii.gz", ".seq.nrrd"):
+        raise OutputError(f"a cine must be written as .nii.gz or .seq.nrrd, not {suffix}: {name!r}")
     return path
 
 
@@ -246,6 +267,7 @@ def write_segmentation(
     labels: Volume, path: str | Path, structures: tuple[Structure, ...] = CARDIAC_STRUCTURES
 ) -> Path:
     """Write a labelmap: ``.seg.nrrd`` with named, coloured segments, else a plain labelmap file."""
+    check_write_format(path, cine=labels.is_cine, labels=True)
     if compound_suffix(path) != ".seg.nrrd":
         return write(labels, path)
     from calid.io_slicer import write_seg_nrrd

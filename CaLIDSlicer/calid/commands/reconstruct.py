@@ -104,16 +104,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def reconstruct_file(args: argparse.Namespace) -> None:
-    """One study: read, reconstruct (and segment), then write every output and the report."""
+    """One study: check everything that can be checked, reconstruct (and segment), then write all outputs or none."""
+    from calid.commands.reconstruct_checks import check_arguments, check_volume, output_paths
     from calid.io import read, write
-    from calid.reconstruction import reconstruct
-    from calid.report import report_path, write_report
-    from calid.validate import check_output_path
+    from calid.reconstruction import reconstruct, resolve_factor
+    from calid.report import write_report
+    from calid.staged_writes import staged_outputs
 
-    outputs = [p for p in (args.output, args.uncertainty, args.segment) if p is not None]
-    for path in outputs:
-        check_output_path(args.input, path)
+    check_arguments(args)
     volume = read(args.input)
+    check_volume(args, volume, resolve_factor(volume, **_target(reconstruction_kwargs(args))))
     result = reconstruct(volume, **reconstruction_kwargs(args))
     if args.uncertainty is not None and result.uncertainty is None:
         from calid.errors import InputError
@@ -124,16 +124,22 @@ def reconstruct_file(args: argparse.Namespace) -> None:
         from calid.segmentation import segment
 
         segmentation = segment(result.volume, device=args.device, progress=args.progress)
-    # Write only after everything succeeded, so a failed run leaves no partial outputs.
-    write(result.volume, args.output)
-    if result.uncertainty is not None and args.uncertainty is not None:
-        write(result.uncertainty, args.uncertainty)
-    if segmentation is not None:
-        from calid.io import write_segmentation
+    report = output_paths(args)["--report"]
+    with staged_outputs() as stage:  # every output appears whole at the end, or none does
+        write(result.volume, stage.temp(args.output))
+        if args.uncertainty is not None:
+            write(result.uncertainty, stage.temp(args.uncertainty))
+        if segmentation is not None:
+            from calid.io import write_segmentation
 
-        write_segmentation(segmentation.labels, args.segment)
-    report = write_report(result, args.report or report_path(args.output), source=args.input, output=args.output)
+            write_segmentation(segmentation.labels, stage.temp(args.segment))
+        write_report(result, stage.temp(report), source=args.input, output=args.output)
     _announce(args, result, report)
+
+
+def _target(kwargs: dict) -> dict:
+    """Just the factor / spacing of :func:`reconstruction_kwargs`."""
+    return {key: kwargs[key] for key in ("factor", "spacing") if key in kwargs}
 
 
 def run_cohort_command(args: argparse.Namespace) -> int:

@@ -47,3 +47,11 @@ def test_info_on_a_bad_file_exits_2_with_a_message(tmp_path, content):
     assert out.returncode == 2
     assert "calid info: error:" in out.stderr and "scan.nii.gz" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_info_says_when_the_time_unit_is_unknown(tmp_path, oblique_cine, capsys):
+    """Issue 18.3: frame times of a NIfTI with no time unit are the file's numbers, not ms."""
+    path = write(oblique_cine.replace(frame_times=(0.0, 1.0, 2.0, 3.0), time_unit="unknown"), tmp_path / "c.nii.gz")
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["frame_times_ms"] is None and info["frame_times_unit_unknown"] == [0.0, 3.0]

@@ -29,7 +29,8 @@ def describe(volume) -> dict:
         "origin_lps_mm": list(volume.origin),
         "direction_lps": volume.direction.tolist(),
         "frames": volume.n_frames,
-        "frame_times_ms": [min(times), max(times)] if times else None,
+        "frame_times_ms": [min(times), max(times)] if times and volume.time_unit != "unknown" else None,
+        **({"frame_times_unit_unknown": [min(times), max(times)]} if times and volume.time_unit == "unknown" else {}),
         "synthesized_slices": list(volume.synthesized),
     }
 
@@ -37,7 +38,7 @@ def describe(volume) -> dict:
 def _format(key: str, value) -> str:
     if key == "direction_lps":
         return "  ".join("(" + ", ".join(f"{v:.4f}" for v in column) + ")" for column in zip(*value)) + "  (columns)"
-    if key == "frame_times_ms" and value:
+    if key in ("frame_times_ms", "frame_times_unit_unknown") and value:
         return f"{value[0]:.4g} to {value[1]:.4g}"
     if isinstance(value, list) and value and isinstance(value[0], float):
         return "(" + ", ".join(f"{v:.4g}" for v in value) + ")"

@@ -23,7 +23,7 @@ def test_info_json_describes_a_cine(tmp_path, oblique_cine, capsys):
     np.testing.assert_allclose(info["origin_lps_mm"], oblique_cine.origin)
     np.testing.assert_allclose(info["direction_lps"], oblique_cine.direction)
     assert info["frame_times_ms"] == [0.0, 120.0]
-    assert info["synthesized_slices"] == [1, 3]
+    assert info["synthesized_slices"] == [1, 3] and info["synthesized_from"] == "file metadata"
 
 
 def test_info_text_describes_a_stack(tmp_path, oblique_stack):
@@ -35,7 +35,7 @@ def test_info_text_describes_a_stack(tmp_path, oblique_stack):
     assert lines["dtype"] == "int16"
     assert lines["spacing_mm"] == "(1.37, 1.52, 10)"
     assert lines["frame_times_ms"] == "none"
-    assert lines["synthesized_slices"] == "none"
+    assert lines["synthesized_slices"] == "unknown (no report found)"  # NIfTI holds no calid metadata
 
 
 @pytest.mark.parametrize("content", [None, b"\x00garbage" * 40])
@@ -55,3 +55,44 @@ def test_info_says_when_the_time_unit_is_unknown(tmp_path, oblique_cine, capsys)
     assert main(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["frame_times_ms"] is None and info["frame_times_unit_unknown"] == [0.0, 3.0]
+
+
+def _info_lines(path) -> dict[str, str]:
+    out = subprocess.run([sys.executable, "-m", "calid", "info", str(path)], capture_output=True, text=True, check=True)
+    return dict(line.split(None, 1) for line in out.stdout.splitlines())
+
+
+def test_info_reads_the_synthesised_slices_from_the_report_beside_a_nifti(tmp_path, oblique_stack):
+    """Issue 18.4: NIfTI holds no calid metadata; the .calid.json beside it does."""
+    source = write(oblique_stack, tmp_path / "sparse.nii.gz")
+    assert main(["reconstruct", str(source), "-o", str(tmp_path / "dense.nii.gz"), "--factor", "2",
+                 "--method", "linear", "--progress", "none"]) == 0
+    line = _info_lines(tmp_path / "dense.nii.gz")["synthesized_slices"]
+    assert line.startswith("1, 3, 5, 7, 9") and "dense.calid.json" in line
+
+
+def test_info_json_gives_the_report_and_the_slices(tmp_path, oblique_stack, capsys):
+    source = write(oblique_stack, tmp_path / "sparse.nii.gz")
+    assert main(["reconstruct", str(source), "-o", str(tmp_path / "dense.nii.gz"), "--factor", "3",
+                 "--method", "linear", "--progress", "none"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "dense.nii.gz"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["synthesized_slices"] == [i for i in range(16) if i % 3]
+    assert info["synthesized_from"] == str(tmp_path / "dense.calid.json")
+
+
+def test_info_without_a_report_says_unknown_never_none(tmp_path, oblique_stack, capsys):
+    path = write(oblique_stack, tmp_path / "dense.nii.gz")
+    assert _info_lines(path)["synthesized_slices"] == "unknown (no report found)"
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["synthesized_slices"] is None and info["synthesized_from"] == "unknown (no report found)"
+
+
+def test_info_refuses_a_report_that_describes_another_file(tmp_path, oblique_stack):
+    source = write(oblique_stack, tmp_path / "sparse.nii.gz")
+    assert main(["reconstruct", str(source), "-o", str(tmp_path / "dense.nii.gz"), "--factor", "2",
+                 "--method", "linear", "--progress", "none"]) == 0
+    write(oblique_stack, tmp_path / "dense.nii.gz")  # replaced by a file of another shape
+    assert _info_lines(tmp_path / "dense.nii.gz")["synthesized_slices"].startswith("unknown (")

@@ -157,7 +157,8 @@ def run_cohort_command(args: argparse.Namespace) -> int:
     if args.input.suffix.lower() == ".csv":
         cases = cases_from_manifest(args.input, args.output, args.suffix)
     elif args.input.is_dir():
-        cases = cases_from_folder(args.input, args.output, args.pattern, args.suffix)
+        cases = cases_from_folder(args.input, args.output, args.pattern, args.suffix,
+                                  on_skip=lambda path, why: print(f"skipped  {path}  ({why})", flush=True))
     else:
         raise InputError(f"--cohort needs a folder of studies, not {args.input}")
     shard = parse_shard(args.shard)

@@ -260,10 +260,20 @@ def find_model(name: str) -> Path:
     for candidate in looked:
         if (candidate / CONFIG_FILE).is_file():
             return candidate
-    raise ModelError(
-        f"model {name!r} is not installed (looked in {', '.join(map(str, looked))}); "
-        f"get it with `calid models fetch {name}`, or offline with `calid models import PATH`"
-    )
+    raise ModelError(f"model {name!r} is not installed (looked in {', '.join(map(str, looked))}); {how_to_get(name)}")
+
+
+def how_to_get(name: str) -> str:
+    """The remedy for a missing model: `calid models fetch` only where the registry can download it."""
+    try:
+        entry = next((row for row in load_registry()["models"] if row["name"] == name), None)
+    except ModelError:
+        entry = None
+    if entry is not None and entry["url"] is not None:
+        return f"get it with `calid models fetch {name}`, or offline with `calid models import PATH`"
+    if entry is not None:
+        return "it is bundled with CaLID Slicer: reinstall calid, or install a copy with `calid models import PATH`"
+    return "`calid models list` shows the models calid knows; install a model folder or archive with `calid models import PATH`"
 
 
 def validate_registry(data: Any) -> dict:

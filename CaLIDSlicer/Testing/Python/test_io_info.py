@@ -17,8 +17,8 @@ def test_info_json_describes_a_cine(tmp_path, oblique_cine, capsys):
     path = write(oblique_cine.replace(synthesized=(1, 3)), tmp_path / "cine.seq.nrrd")
     assert main(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["kind"] == "cine" and info["axes"] == "TZYX"
-    assert info["shape"] == [4, 5, 16, 18]
+    assert info["kind"] == "cine" and info["axis_order"] == "x, y, z"
+    assert info["shape"] == [18, 16, 5] and info["frames"] == 4  # issue 18.13: shape in the order of spacing
     np.testing.assert_allclose(info["spacing_mm"], oblique_cine.spacing)
     np.testing.assert_allclose(info["origin_lps_mm"], oblique_cine.origin)
     np.testing.assert_allclose(info["direction_lps"], oblique_cine.direction)
@@ -31,7 +31,8 @@ def test_info_text_describes_a_stack(tmp_path, oblique_stack):
     out = subprocess.run([sys.executable, "-m", "calid", "info", str(path)], capture_output=True, text=True, check=True)
     lines = dict(line.split(None, 1) for line in out.stdout.splitlines())
     assert lines["kind"] == "3D"
-    assert lines["shape"] == "[6, 20, 24]"
+    assert lines["axis_order"] == "x, y, z"
+    assert lines["shape"] == "(24, 20, 6)"  # the same order as spacing_mm
     assert lines["dtype"] == "int16"
     assert lines["spacing_mm"] == "(1.37, 1.52, 10)"
     assert lines["frame_times_ms"] == "none"

@@ -8,7 +8,7 @@ from pathlib import Path
 HELP = "describe an image file or DICOM folder: shape, spacing, geometry, frame times"
 DESCRIPTION = (
     "Print what calid reads from FILE (NIfTI, NRRD, MetaImage, Slicer .seq.nrrd/.seg.nrrd, or a DICOM folder): "
-    "3D stack or cine, shape, spacing, origin and direction (LPS), frame times and which slices were synthesised (from the file, or from the NAME.calid.json report beside it; \"unknown\" when neither says). In --json, direction_lps is the 3x3 matrix as rows; its columns are the index axes."
+    "3D stack or cine, shape and spacing (both in x, y, z order), origin and direction (LPS), frame times and which slices were synthesised (from the file, or from the NAME.calid.json report beside it; \"unknown\" when neither says). In --json, direction_lps is the 3x3 matrix as rows; its columns are the index axes."
 )
 
 
@@ -22,8 +22,8 @@ def describe(volume) -> dict:
     times = volume.frame_times
     return {
         "kind": "cine" if volume.is_cine else "3D",
-        "shape": list(volume.array.shape),
-        "axes": "TZYX" if volume.is_cine else "ZYX",
+        "axis_order": "x, y, z",  # shape and spacing alike; frames apart
+        "shape": list(volume.array.shape[::-1][:3]),
         "dtype": str(volume.array.dtype),
         "spacing_mm": list(volume.spacing),
         "origin_lps_mm": list(volume.origin),
@@ -65,9 +65,9 @@ def _format(key: str, value) -> str:
     if key == "direction_lps":
         return "  ".join("(" + ", ".join(f"{v:.4f}" for v in column) + ")" for column in zip(*value)) + "  (columns)"
     if key in ("frame_times_ms", "frame_times_unit_unknown") and value:
-        return f"{value[0]:.4g} to {value[1]:.4g}"
-    if isinstance(value, list) and value and isinstance(value[0], float):
-        return "(" + ", ".join(f"{v:.4g}" for v in value) + ")"
+        return f"{value[0]:.6g} to {value[1]:.6g}"
+    if key == "shape" or (isinstance(value, list) and value and isinstance(value[0], float)):
+        return "(" + ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value) + ")"
     if value in (None, []):
         return "none"
     return str(value)

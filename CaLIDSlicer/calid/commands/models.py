@@ -97,7 +97,7 @@ def _print_info(name: str, as_json: bool) -> int:
     if entry:
         print(f"{entry['name']} {entry['version']} ({entry['kind']}): {entry['description']}")
         print(f"  license: {entry['license']}\n  url: {entry['url'] or 'bundled'}\n  sha256: {entry['sha256']}")
-    print(f"  installed: {path}" if path else f"  not installed: run `calid models fetch {name}`")
+    print(f"  installed: {path}" if path else f"  not installed: {weights.how_to_get(name)}")
     if config:
         print(f"  config: {config.architecture} {config.version} kwargs={json.dumps(config.kwargs)}")
     if card:

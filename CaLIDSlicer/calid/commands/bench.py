@@ -31,10 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from calid.bench import CASES, DIFFUSION_METHODS, markdown_table, ratio_lines, rows_as_dicts, run_bench, speed_ratios
+    from calid.evaluation.bench import CASES, DIFFUSION_METHODS, markdown_table, ratio_lines, rows_as_dicts, run_bench, speed_ratios
     from calid.commands.env import collect
     from calid.errors import InputError
-    from calid.reconstruction import BASELINES
+    from calid.methods.reconstruction import BASELINES
 
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if ratios:
         print(ratio_lines(ratios))
     if args.json:
-        from calid.io import atomic_path
+        from calid.io.paths import atomic_path
 
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps({"environment": collect(), "rows": rows_as_dicts(rows), "ratios": ratios}, indent=2) + "\n")

@@ -44,7 +44,7 @@ def synthesized_slices(path: Path, volume) -> tuple[list[int] | None, str]:
     """
     import json
 
-    from calid.report import report_path
+    from calid.io.report import report_path
 
     if volume.synthesized:
         return list(volume.synthesized), "file metadata"
@@ -76,7 +76,7 @@ def _format(key: str, value) -> str:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from calid.io import read
+    from calid.io.read_write import read
 
     volume = read(args.file)
     info = {"file": str(args.file), **describe(volume)}

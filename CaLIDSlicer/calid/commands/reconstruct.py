@@ -14,8 +14,9 @@ DESCRIPTION = (
     "RANK/WORLD_SIZE) splits the cases between processes."
 )
 
-from calid.calid_fill import DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_VIEWS, GUIDES, VIEW_COUNTS
 from calid.commands.argtypes import upsampling_factor
+from calid.methods.calid_settings import DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_VIEWS, GUIDES
+from calid.methods.sampler_settings import VIEW_COUNTS
 
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
 
@@ -105,14 +106,18 @@ def run(args: argparse.Namespace) -> int:
 
 def reconstruct_file(args: argparse.Namespace) -> None:
     """One study: check everything that can be checked, reconstruct (and segment), then write all outputs or none."""
+    import time
+
     from calid.commands.reconstruct_checks import check_arguments, check_volume, output_paths
-    from calid.io import read, write
-    from calid.reconstruction import reconstruct, resolve_factor
-    from calid.report import write_report
-    from calid.staged_writes import staged_outputs
+    from calid.io.read_write import read, write
+    from calid.io.report import write_report
+    from calid.io.staged_writes import staged_outputs
+    from calid.methods.reconstruction import reconstruct, resolve_factor
 
     check_arguments(args)
+    started = time.perf_counter()
     volume = read(args.input)
+    timings = {"read": time.perf_counter() - started}
     check_volume(args, volume, resolve_factor(volume, **_target(reconstruction_kwargs(args))))
     result = reconstruct(volume, **reconstruction_kwargs(args))
     if args.uncertainty is not None and result.uncertainty is None:
@@ -121,19 +126,22 @@ def reconstruct_file(args: argparse.Namespace) -> None:
         raise InputError("--uncertainty needs a diffusion method with --samples 2 or more")
     segmentation = None
     if args.segment is not None:
-        from calid.segmentation import segment
+        from calid.segmentation.inference import segment
 
         segmentation = segment(result.volume, device=args.device, progress=args.progress)
     report = output_paths(args)["--report"]
     with staged_outputs() as stage:  # every output appears whole at the end, or none does
+        started = time.perf_counter()
         write(result.volume, stage.temp(args.output))
         if args.uncertainty is not None:
             write(result.uncertainty, stage.temp(args.uncertainty))
         if segmentation is not None:
-            from calid.io import write_segmentation
+            from calid.io.read_write import write_segmentation
 
             write_segmentation(segmentation.labels, stage.temp(args.segment))
-        write_report(result, stage.temp(report), source=args.input, output=args.output)
+        timings["write"] = time.perf_counter() - started  # the outputs; the report itself is written last
+        write_report(result, stage.temp(report), source=args.input, output=args.output,
+                     segmentation=segmentation, timings=timings)
     _announce(args, result, report)
 
 
@@ -146,7 +154,7 @@ def run_cohort_command(args: argparse.Namespace) -> int:
     """Many studies into the folder ``-o``; exit 1 if any case failed (the summary says which)."""
     import copy
 
-    from calid.cohort import cases_from_folder, cases_from_manifest, parse_shard, run_cohort, write_summary
+    from calid.io.cohort import cases_from_folder, cases_from_manifest, parse_shard, run_cohort, write_summary
     from calid.errors import InputError
 
     if args.uncertainty or args.segment or args.report:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from calid.errors import InputError, OutputError
-from calid.volume import Volume
+from calid.io.volume import Volume
 
 #: Bytes kept for a JSON report in the free-space check.
 REPORT_BYTES = 1 << 16
@@ -20,7 +20,7 @@ REPORT_BYTES = 1 << 16
 
 def output_paths(args: argparse.Namespace) -> dict[str, Path]:
     """Option -> file for every output this run writes (the report included)."""
-    from calid.report import report_path
+    from calid.io.report import report_path
 
     paths = {"-o": args.output, "--uncertainty": args.uncertainty, "--segment": args.segment,
              "--report": args.report or report_path(args.output)}
@@ -29,8 +29,8 @@ def output_paths(args: argparse.Namespace) -> dict[str, Path]:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Checks that need no input data: paths, --uncertainty, the segmenter model."""
-    from calid.io import compound_suffix
-    from calid.validate import check_output_path
+    from calid.io.paths import compound_suffix
+    from calid.io.validate import check_output_path
 
     paths = output_paths(args)
     for path in paths.values():
@@ -45,14 +45,14 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.uncertainty is not None:
         _check_uncertainty(args)
     if args.segment is not None:
-        from calid.segmentation import DEFAULT_MODEL
-        from calid.weights import find_model
+        from calid.models.search import find_model
+        from calid.segmentation.inference import DEFAULT_MODEL
 
         find_model(DEFAULT_MODEL)  # ModelError names `calid models fetch` / `import`
 
 
 def _check_uncertainty(args: argparse.Namespace) -> None:
-    from calid.reconstruction import resolve_method
+    from calid.methods.reconstruction import resolve_method
 
     method, notes = resolve_method(args.method)
     if method != "calid":
@@ -64,9 +64,9 @@ def _check_uncertainty(args: argparse.Namespace) -> None:
 
 def check_volume(args: argparse.Namespace, volume: Volume, factor: int) -> None:
     """Checks that need the input's shape: output formats, and disk space for every output together."""
-    from calid.io import check_write_format
-    from calid.reconstruction import output_dtype
-    from calid.validate import check_free_disk
+    from calid.io.read_write import check_write_format
+    from calid.io.validate import check_free_disk
+    from calid.methods.output_dtype import output_dtype
 
     check_write_format(args.output, cine=volume.is_cine)
     if args.uncertainty is not None:

@@ -2,8 +2,8 @@
 
 Decoding NIfTI every step would dominate CPU training, so :func:`build_cache` reads
 each stack (an ACDC ED/ES volume, or one frame of an ACDC cine) once, normalises it
-like inference does (:mod:`calid.preprocess`) and stores float16 slices in a
-``.npz``. Only patients of the requested split (:mod:`calid.splits`) are read.
+like inference does (:mod:`calid.models.preprocess`) and stores float16 slices in a
+``.npz``. Only patients of the requested split (:mod:`calid.evaluation.splits`) are read.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Iterable
 
 import numpy as np
 
-from calid.preprocess import intensity_scale, normalise
-from calid.splits import Split, split_of
+from calid.models.preprocess import intensity_scale, normalise
+from calid.evaluation.splits import Split, split_of
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def upsampling_factor(text: str) -> int:
+    """``--factor``: a whole number >= 1; 0 and negatives are refused here, never replaced by a default."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (e.g. 2 or 4), not {text!r}")
+    return value
+
+
 def comma_list(text: str) -> list[str]:
     """``"a, b,c"`` -> ``["a", "b", "c"]`` (empty items dropped)."""
     return [item.strip() for item in text.split(",") if item.strip()]

@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from calid.commands.argtypes import upsampling_factor
+
 HELP = "reconstruct a built-in cine phantom end to end and write its QC figure (preview.png)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output-dir", type=Path, default=Path("calid-demo"),
                         help="folder for the outputs (created; default ./calid-demo)")
-    parser.add_argument("--factor", type=int, default=4, help="upsampling factor (default 4: 10 mm -> 2.5 mm)")
+    parser.add_argument("--factor", type=upsampling_factor, default=4, help="upsampling factor (default 4: 10 mm -> 2.5 mm)")
     parser.add_argument("--frames", type=int, default=4, help="cine frames of the phantom (default 4)")
     parser.add_argument("--slices", type=int, default=10, help="acquired slices (default 10)")
     parser.add_argument("--method", default="auto",

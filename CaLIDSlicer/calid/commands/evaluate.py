@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phantom-frames", type=positive_int, default=1, metavar="T",
                         help="with DATA 'phantom': frames per phantom; >1 makes cines (default 1)")
     parser.add_argument("--phantom-size", type=positive_int, metavar="PX", help="with DATA 'phantom': image size")
+    parser.add_argument("--no-dice", action="store_true",
+                        help="do not segment the outputs (no Dice/HD95): saves a segmentation per method and case")
     parser.add_argument("--csv", type=Path, metavar="FILE", help="write one row per volume and method")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write rows, summary, per-patient means, notes")
     parser.add_argument("--plots", type=Path, metavar="DIR",
@@ -88,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     options = {"seed": args.seed, "device": args.device, "steps": args.steps, "samples": args.samples,
                "guide": args.guide, "guide_strength": args.guide_strength,
                "guide_blend": args.guide_blend, "views": args.views, "rife_weights": args.rife_weights}
-    evaluation = evaluate(cases, args.methods, args.keep_every, args.frames, options, progress=args.progress)
+    evaluation = evaluate(cases, args.methods, args.keep_every, args.frames, options, progress=args.progress,
+                          dice=not args.no_dice)
     evaluation.settings.update(data=str(args.data), split=args.split, limit=args.limit)
     written = [str(p) for p in (args.csv, args.json) if p is not None]
     if args.csv is not None:

@@ -78,7 +78,7 @@ def _print_info(name: str, as_json: bool) -> int:
     from calid.errors import ModelError
     from calid.models.format import CARD_FILE, read_config
     from calid.models.registry import load_registry
-    from calid.models.search import find_model
+    from calid.models.search import find_model, how_to_get
 
     entry = next((row for row in load_registry()["models"] if row["name"] == name), None)
     try:
@@ -99,7 +99,7 @@ def _print_info(name: str, as_json: bool) -> int:
     if entry:
         print(f"{entry['name']} {entry['version']} ({entry['kind']}): {entry['description']}")
         print(f"  license: {entry['license']}\n  url: {entry['url'] or 'bundled'}\n  sha256: {entry['sha256']}")
-    print(f"  installed: {path}" if path else f"  not installed: run `calid models fetch {name}`")
+    print(f"  installed: {path}" if path else f"  not installed: {how_to_get(name)}")
     if config:
         print(f"  config: {config.architecture} {config.version} kwargs={json.dumps(config.kwargs)}")
     if card:

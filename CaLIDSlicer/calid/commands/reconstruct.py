@@ -14,6 +14,7 @@ DESCRIPTION = (
     "RANK/WORLD_SIZE) splits the cases between processes."
 )
 
+from calid.commands.argtypes import upsampling_factor
 from calid.methods.calid_settings import DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_VIEWS, GUIDES
 from calid.methods.sampler_settings import VIEW_COUNTS
 
@@ -25,7 +26,7 @@ PEER_CHOICES = ("rife",)
 def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that reconstructs (reconstruct, demo, evaluate)."""
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--factor", type=int, help="upsampling factor along the slice axis (default 2)")
+    target.add_argument("--factor", type=upsampling_factor, help="upsampling factor along the slice axis (default 2)")
     target.add_argument("--spacing", type=float, metavar="MM", help="target slice spacing in mm")
     parser.add_argument("--method", default="auto", choices=METHOD_CHOICES + PEER_CHOICES,
                         help="auto = CaLID when its model is installed, else the best baseline; "
@@ -104,7 +105,7 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
     if args.spacing is not None:
         kwargs["spacing"] = args.spacing
     else:
-        kwargs["factor"] = args.factor or 2
+        kwargs["factor"] = 2 if args.factor is None else args.factor
     return kwargs
 
 
@@ -116,20 +117,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def reconstruct_file(args: argparse.Namespace) -> None:
-    """One study: read, reconstruct (and segment), then write every output and the report."""
+    """One study: check everything that can be checked, reconstruct (and segment), then write all outputs or none."""
     import time
 
+    from calid.commands.reconstruct_checks import check_arguments, check_volume
     from calid.commands.run_estimate import estimate_for_args, progress_for
     from calid.io.read_write import read
-    from calid.io.validate import check_output_path, validate_volume
+    from calid.io.validate import validate_volume
+    from calid.methods.reconstruction import resolve_factor
 
-    outputs = [p for p in (args.output, args.uncertainty, args.segment, _figure_path(args)) if p is not None]
-    for path in outputs:
-        check_output_path(args.input, path)
+    check_arguments(args)
     started = time.perf_counter()
     volume = read(args.input)
     timings = {"read": time.perf_counter() - started}
     validate_volume(volume)
+    check_volume(args, volume, resolve_factor(volume, **_target(reconstruction_kwargs(args))))
     estimate = estimate_for_args(args, volume.array.shape, volume.slice_spacing)
     progress = progress_for(args.progress, estimate)
     progress.estimate(estimate.as_event())  # before any work, so a user can stop a run that would be too long
@@ -144,8 +146,10 @@ def reconstruct_file(args: argparse.Namespace) -> None:
 def _reconstruct_and_write(args: argparse.Namespace, volume, progress, timings: dict[str, float]) -> None:
     import time
 
+    from calid.commands.reconstruct_checks import output_paths
     from calid.io.read_write import write
-    from calid.io.report import report_path, write_report
+    from calid.io.report import write_report
+    from calid.io.staged_writes import staged_outputs
     from calid.methods.reconstruction import reconstruct
 
     result = reconstruct(volume, **{**reconstruction_kwargs(args), "progress": progress})
@@ -160,22 +164,23 @@ def _reconstruct_and_write(args: argparse.Namespace, volume, progress, timings: 
         segmentation = segment(result.volume, device=args.device, progress=progress)
     figure_path = _figure_path(args)
     figure = _qc_figure(args, result, segmentation) if figure_path is not None else None
-    # Write only after everything succeeded, so a failed run leaves no partial outputs.
-    started = time.perf_counter()
-    write(result.volume, args.output)
-    if result.uncertainty is not None and args.uncertainty is not None:
-        write(result.uncertainty, args.uncertainty)
-    if segmentation is not None:
-        from calid.io.read_write import write_segmentation
+    report = output_paths(args)["--report"]
+    with staged_outputs() as stage:  # every output appears whole at the end, or none does
+        started = time.perf_counter()
+        write(result.volume, stage.temp(args.output))
+        if args.uncertainty is not None:
+            write(result.uncertainty, stage.temp(args.uncertainty))
+        if segmentation is not None:
+            from calid.io.read_write import write_segmentation
 
-        write_segmentation(segmentation.labels, args.segment)
-    if figure is not None:
-        from calid.io.qc_figure import write_qc_figure
+            write_segmentation(segmentation.labels, stage.temp(args.segment))
+        if figure is not None:
+            from calid.io.qc_figure import write_qc_figure
 
-        write_qc_figure(figure, figure_path)
-    timings["write"] = time.perf_counter() - started  # the outputs; the report itself is written last
-    report = write_report(result, args.report or report_path(args.output), source=args.input, output=args.output,
-                          segmentation=segmentation, timings=timings)
+            write_qc_figure(figure, stage.temp(figure_path))
+        timings["write"] = time.perf_counter() - started  # the outputs (QC figure included); the report is written last
+        write_report(result, stage.temp(report), source=args.input, output=args.output,
+                     segmentation=segmentation, timings=timings)
     _announce(args, result, report, figure_path if figure is not None else None)
 
 
@@ -204,6 +209,11 @@ def _qc_figure(args: argparse.Namespace, result, segmentation):
         return None
 
 
+def _target(kwargs: dict) -> dict:
+    """Just the factor / spacing of :func:`reconstruction_kwargs`."""
+    return {key: kwargs[key] for key in ("factor", "spacing") if key in kwargs}
+
+
 def run_cohort_command(args: argparse.Namespace) -> int:
     """Many studies into the folder ``-o``; exit 1 if any case failed (the summary says which)."""
     import copy
@@ -219,7 +229,8 @@ def run_cohort_command(args: argparse.Namespace) -> int:
     if args.input.suffix.lower() == ".csv":
         cases = cases_from_manifest(args.input, args.output, args.suffix)
     elif args.input.is_dir():
-        cases = cases_from_folder(args.input, args.output, args.pattern, args.suffix)
+        cases = cases_from_folder(args.input, args.output, args.pattern, args.suffix,
+                                  on_skip=lambda path, why: print(f"skipped  {path}  ({why})", flush=True))
     else:
         raise InputError(f"--cohort needs a folder of studies, not {args.input}")
     shard = parse_shard(args.shard)

@@ -32,6 +32,10 @@ METRICS: dict[str, str] = {
     "hd95_myo": "HD95 MYO (mm)",
     "hd95_rv": "HD95 RV (mm)",
 }
+#: The time column: the method's own reconstruction time, per 3D volume.
+TIME_COLUMN = "Reconstruction s / volume"
+TIME_FOOTNOTE = (f"{TIME_COLUMN}: the reconstruction alone (no segmentation, no scoring, no file reading), "
+                 "per 3D volume (one frame of a cine), on this machine.")
 ROW_FIELDS = ("case", "patient", "group", "kind", "frame", "method", "slices", "trimmed", "seconds", *METRICS)
 
 
@@ -90,7 +94,7 @@ def markdown(evaluation: Evaluation, title: str | None = None) -> str:
     summary = summarize(evaluation)
     keys = [k for k in METRICS if any(not math.isnan(s.get(k, float("nan"))) for s in summary)]
     temporal = any("temporal_error" in s for s in summary)
-    header = ["Method", *(METRICS[k] for k in keys)] + (["Temporal error"] if temporal else []) + ["s / volume"]
+    header = ["Method", *(METRICS[k] for k in keys)] + (["Temporal error"] if temporal else []) + [TIME_COLUMN]
     lines = [f"### {title}", ""] if title else []
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for s in summary:
@@ -103,7 +107,8 @@ def markdown(evaluation: Evaluation, title: str | None = None) -> str:
         first = summary[0]
         cines = f", {first['n_cines']} cines" if "n_cines" in first else ""
         lines += ["", f"n = {first['n_patients']} patients, {first['n_volumes']} volumes{cines}; "
-                  f"keep every {evaluation.settings.get('keep_every')} slices, mean ± std over volumes."]
+                  f"keep every {evaluation.settings.get('keep_every')} slices, mean ± std over volumes.",
+                  "", TIME_FOOTNOTE]
     if evaluation.notes:
         lines += ["", *(f"- {note}" for note in evaluation.notes)]
     return "\n".join(lines) + "\n"

@@ -22,6 +22,10 @@ from calid.io.report import report_path
 
 #: Files a cohort folder may hold as studies (segmentations are not studies).
 STUDY_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".seq.nrrd")
+#: Name parts that mark a label map (ACDC ``*_gt``, ``*_seg``, Slicer ``.seg.``).
+LABEL_NAME_PARTS = ("_gt", "_seg", ".seg.")
+#: An integer file with at most this many distinct values is a label map, not an MR image.
+LABEL_MAX_VALUES = 16
 
 
 @dataclass(frozen=True)
@@ -44,12 +48,51 @@ def _stem(path: Path) -> str:
     return path.name[: -len(suffix)] if suffix else path.name
 
 
-def cases_from_folder(folder: Path, output_dir: Path, pattern: str = "*", suffix: str = ".nii.gz") -> list[CohortCase]:
+def cases_from_folder(folder: Path, output_dir: Path, pattern: str = "*", suffix: str = ".nii.gz",
+                      on_skip: Callable[[Path, str], None] | None = None) -> list[CohortCase]:
+    """The studies in ``folder``; label maps (see :func:`label_map_reason`) are left out and passed to ``on_skip``."""
     files = sorted(p for p in folder.glob(pattern) if p.is_file() and compound_suffix(p) in STUDY_SUFFIXES)
-    if not files:
-        raise InputError(f"no studies matching {pattern!r} with suffix {', '.join(STUDY_SUFFIXES)} in {folder}; "
+    studies = []
+    for path in files:
+        reason = label_map_reason(path)
+        if reason is None:
+            studies.append(path)
+        elif on_skip is not None:
+            on_skip(path, reason)
+    if not studies:
+        skipped = f" ({len(files)} label map(s) skipped)" if files else ""
+        raise InputError(f"no studies matching {pattern!r} with suffix {', '.join(STUDY_SUFFIXES)} in {folder}{skipped}; "
                          "check the folder or pass --pattern")
-    return [CohortCase(f, output_dir / f"{_stem(f)}_dense{suffix}") for f in files]
+    return [CohortCase(f, output_dir / f"{_stem(f)}_dense{suffix}") for f in studies]
+
+
+def label_map_reason(path: Path) -> str | None:
+    """Why ``path`` is a label map rather than an image (by name, else by content), or None.
+
+    Names: ``_gt`` / ``_seg`` at the end of the stem (ACDC ``*_gt``), or ``.seg.``. Content: an
+    integer image with at most :data:`LABEL_MAX_VALUES` distinct values. A file that cannot be
+    read is left to the case itself, which reports why.
+    """
+    import numpy as np
+
+    from calid.io.read_write import read
+
+    stem, name = _stem(path).lower(), path.name.lower()
+    for part in LABEL_NAME_PARTS:
+        if stem.endswith(part) or f"{part}_" in stem or (part.startswith(".") and part in name):
+            return f"a label map, not an image: its name has {part!r}"
+    try:
+        array = read(path).array
+    except CalidError:
+        return None
+    if not np.issubdtype(array.dtype, np.integer):
+        return None
+    if len(np.unique(array.ravel()[::97])) > LABEL_MAX_VALUES:  # a sample settles most images at once
+        return None
+    values = np.unique(array)
+    if len(values) > LABEL_MAX_VALUES:
+        return None
+    return f"a label map, not an image: integer with only {len(values)} values {values.tolist()[:8]}"
 
 
 def cases_from_manifest(manifest: Path, output_dir: Path, suffix: str = ".nii.gz") -> list[CohortCase]:

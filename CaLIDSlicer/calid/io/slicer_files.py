@@ -122,7 +122,7 @@ def write_seg_nrrd(labels: Volume, path: Path, structures: tuple[Structure, ...]
 
     if labels.is_cine:
         raise OutputError(f"a .seg.nrrd holds one 3D labelmap, not a cine of {labels.n_frames} frames; "
-                          "write one frame at a time")
+                          "write the cine's labels as a 4D labelmap (.nii.gz) or a Slicer sequence (.seq.nrrd)")
     if not np.issubdtype(labels.array.dtype, np.integer):
         raise OutputError(f"labels must have an integer dtype, not {labels.array.dtype}")
     known = {s.value for s in structures}

@@ -146,3 +146,25 @@ def check_output_path(input_path: str | Path | None, output_path: str | Path) ->
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"output folder {str(folder)!r} is not writable; choose a folder you can write to")
     return output
+
+
+def check_free_disk(needs: dict[Path, int]) -> None:
+    """Refuse outputs that would not fit on their disks; ``needs`` maps each output file to its size bound (bytes).
+
+    Outputs on the same file system are added up, so two files that each fit but not together are refused.
+    """
+    import shutil
+
+    per_disk: dict[int, tuple[Path, int]] = {}
+    for path, size in needs.items():
+        folder = Path(path).parent if str(Path(path).parent) else Path(".")
+        device = folder.stat().st_dev
+        first, total = per_disk.get(device, (folder, 0))
+        per_disk[device] = (first, total + int(size))
+    for folder, needed in per_disk.values():
+        free = shutil.disk_usage(folder).free
+        if needed > free:
+            raise OutputError(
+                f"the outputs need up to {needed / 2**20:.1f} MiB in {str(folder)!r}, but only {free / 2**20:.1f} MiB "
+                "are free there; free some space or write the outputs to another folder"
+            )

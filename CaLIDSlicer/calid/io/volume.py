@@ -37,7 +37,10 @@ def _as_vector3(value, name: str) -> Vector3:
 class Volume:
     """A 3D stack ``(Z, Y, X)`` or a cine ``(T, Z, Y, X)`` with LPS geometry.
 
-    ``frame_times`` (ms, one per frame) is set for cine only.
+    ``frame_times`` (ms, one per frame) is set for cine only. ``time_unit`` is the unit a NIfTI
+    file gave its time axis in ("s", "ms", "us"; frame times are still ms), so it is written back
+    in that unit; "unknown" when the file named none: ``frame_times`` then hold the file's numbers
+    as they were. None: no file unit to keep.
     ``synthesized`` lists the slice indices (along Z) that were generated rather
     than acquired, so every consumer can tell measured data from synthesis.
     """
@@ -48,6 +51,7 @@ class Volume:
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
     frame_times: tuple[float, ...] | None = None
     synthesized: tuple[int, ...] = ()
+    time_unit: str | None = None
 
     def __post_init__(self) -> None:
         array = np.asarray(self.array)
@@ -75,6 +79,8 @@ class Volume:
                     f"frame_times must have one entry per frame ({self.n_frames}), not {len(times)}"
                 )
             object.__setattr__(self, "frame_times", times)
+        if self.time_unit not in (None, "s", "ms", "us", "unknown"):
+            raise ValueError(f"time_unit must be 's', 'ms', 'us', 'unknown' or None, not {self.time_unit!r}")
         synthesized = tuple(sorted(int(i) for i in self.synthesized))
         if synthesized and (synthesized[0] < 0 or synthesized[-1] >= self.n_slices):
             raise ValueError(f"synthesized indices must lie in [0, {self.n_slices}), not {synthesized}")

@@ -1,4 +1,4 @@
-"""The model registry (``Resources/Models/models.json``): what can be fetched, from where, with which SHA-256.
+"""The model registry (``Resources/Models/models.json``, path ``search.REGISTRY_FILE``): what can be fetched, from where, with which SHA-256.
 
 Also lists what is installed beside it, so ``calid models`` and the Slicer panel show one table.
 """
@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from calid.errors import ModelError
+from calid.models import search
 from calid.models.format import CONFIG_FILE, read_config
-from calid.models.search import BUNDLED_DIR, check_name, find_model, search_dirs
+from calid.models.search import check_name, find_model, search_dirs
 
-REGISTRY_FILE = BUNDLED_DIR / "models.json"
 _ENTRY_TYPES = {
     "name": str, "version": str, "kind": str, "description": str, "url": (str, type(None)),
     "sha256": (str, type(None)), "size_bytes": (int, type(None)), "license": str, "bundled": bool, "card": str,
@@ -55,7 +55,7 @@ def load_registry(registry: dict | str | os.PathLike | None = None) -> dict:
     """The registry as a dict: given directly, read from a file, or the bundled models.json."""
     if isinstance(registry, dict):
         return validate_registry(registry)
-    path = Path(registry) if registry is not None else REGISTRY_FILE
+    path = Path(registry) if registry is not None else search.REGISTRY_FILE
     if registry is None and not path.is_file():
         return {"schema_version": 1, "models": []}  # a pip wheel ships without Resources/
     try:

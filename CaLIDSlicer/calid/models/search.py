@@ -6,6 +6,7 @@ model without touching the extension (``calid models`` shows which copy runs).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from calid.errors import ModelError
 from calid.models.format import CONFIG_FILE
 
 BUNDLED_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+#: The model registry (read and checked by :mod:`calid.models.registry`; here only for a missing model's remedy).
+REGISTRY_FILE = BUNDLED_DIR / "models.json"
 
 
 def user_cache_dir() -> Path:
@@ -42,7 +45,22 @@ def find_model(name: str) -> Path:
     for candidate in looked:
         if (candidate / CONFIG_FILE).is_file():
             return candidate
-    raise ModelError(
-        f"model {name!r} is not installed (looked in {', '.join(map(str, looked))}); "
-        f"get it with `calid models fetch {name}`, or offline with `calid models import PATH`"
-    )
+    raise ModelError(f"model {name!r} is not installed (looked in {', '.join(map(str, looked))}); {how_to_get(name)}")
+
+
+def how_to_get(name: str) -> str:
+    """The remedy for a missing model: `calid models fetch` only where the registry can download it.
+
+    Reads the registry's entries plainly (the registry module imports this one, so it cannot be used
+    here); an unreadable registry gives the remedy for a name it does not list.
+    """
+    try:
+        models = json.loads(REGISTRY_FILE.read_text(encoding="utf-8")).get("models", [])
+        entry = next((row for row in models if isinstance(row, dict) and row.get("name") == name), None)
+    except (OSError, ValueError, AttributeError):
+        entry = None
+    if entry is not None and entry.get("url"):
+        return f"get it with `calid models fetch {name}`, or offline with `calid models import PATH`"
+    if entry is not None:
+        return "it is bundled with CaLID Slicer: reinstall calid, or install a copy with `calid models import PATH`"
+    return "`calid models list` shows the models calid knows; install a model folder or archive with `calid models import PATH`"

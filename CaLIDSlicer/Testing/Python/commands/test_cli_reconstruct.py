@@ -88,3 +88,27 @@ def test_missing_input_names_the_file(tmp_path, capsys):
     code = main(["reconstruct", str(tmp_path / "nope.nii.gz"), "-o", str(tmp_path / "x.nii.gz")])
     assert code == 2
     assert "nope.nii.gz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "demo"])
+@pytest.mark.parametrize("factor", ["0", "-2", "1.5"])
+def test_factor_zero_or_negative_is_refused_before_any_work(tmp_path, oblique_stack, capsys, command, factor):
+    """Issue 18.1: ``--factor 0`` used to run x2 silently (``args.factor or 2``)."""
+    source = write(oblique_stack, tmp_path / "sparse.nrrd")
+    args = [command, str(source), "-o", str(tmp_path / "dense.nrrd")] if command == "reconstruct" else \
+        [command, "-o", str(tmp_path / "demo")]
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--factor", factor, "--method", "linear", "--progress", "none"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--factor" in err and repr(factor) in err and "whole number" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sparse.nrrd"]
+
+
+@pytest.mark.parametrize("factor", [0, -2, 2.5, True])
+def test_python_api_refuses_a_factor_below_one(oblique_stack, factor):
+    from calid.errors import InputError
+    from calid.methods.reconstruction import reconstruct
+
+    with pytest.raises(InputError, match="factor must be a positive integer"):
+        reconstruct(oblique_stack, factor=factor, method="linear")

@@ -141,3 +141,41 @@ def test_one_real_acdc_case(shared_data):
     (row,) = evaluation.rows
     assert row["patient"] == "patient014" and row["group"] is not None
     assert 5.0 < row["psnr"] < 40.0 and 0.0 < row["ssim"] < 1.0 and np.isfinite(row["psnr_heart"])
+
+
+class SlowLabels(LabelsOf):
+    """A segmenter that takes 0.4 s: its time must not show up in the method's seconds."""
+
+    def __call__(self, volume):
+        import time
+
+        time.sleep(0.4)
+        return super().__call__(volume)
+
+
+def test_seconds_are_the_reconstruction_only_and_the_table_says_so():
+    """Issue 18.12: the time column is the method's reconstruction time, named and explained."""
+    loaded = ramp_case()
+    evaluation = evaluate_case(loaded, ["linear"], segmenter=SlowLabels(loaded.labels))
+    assert 0 < evaluation.rows[0]["seconds"] < 0.2
+    evaluation.settings["keep_every"] = 2
+    table = markdown(evaluation)
+    header = next(line for line in table.splitlines() if line.startswith("| Method"))
+    assert header.rstrip(" |").endswith("Reconstruction s / volume")
+    assert "reconstruction alone" in table
+
+
+def test_no_dice_skips_segmenting_every_output(tmp_path, monkeypatch, capsys):
+    import calid.evaluation.evaluate as evaluate_module
+
+    def refuse(self, volume):
+        raise AssertionError("--no-dice still segmented an output")
+
+    monkeypatch.setattr(evaluate_module.Segmenter, "__call__", refuse)
+    out = tmp_path / "phantom.json"
+    assert cli.main(["evaluate", "phantom", "--methods", "linear", "--phantom-count", "1", "--phantom-size", "48",
+                     "--progress", "none", "--no-dice", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert not any(key.startswith(("dice_", "hd95_")) for row in record["rows"] for key in row)
+    assert any("--no-dice" in note for note in record["notes"])
+    assert "Dice" not in capsys.readouterr().out.split("\n\n")[1]

@@ -62,3 +62,33 @@ def test_shard_parsing():
 def test_cohort_refuses_single_file_options(cohort, tmp_path, capsys):
     assert _run(cohort, tmp_path / "dense", "--segment", str(tmp_path / "s.seg.nrrd")) == 2
     assert "do not apply to a cohort" in capsys.readouterr().err
+
+
+def test_label_maps_in_a_cohort_folder_are_skipped_with_a_line_saying_so(cohort, tmp_path, oblique_stack, capsys):
+    """Issue 18.6: ACDC's *_gt files matched the default pattern and were reconstructed as images."""
+    import numpy as np
+
+    labels = oblique_stack.replace(array=(oblique_stack.array % 4).astype(np.uint8))
+    write(labels, cohort / "a_gt.nii.gz")  # by name
+    write(oblique_stack, cohort / "b_seg.nrrd")  # by name, even with image content
+    write(labels, cohort / "c_mask.nii.gz")  # by content: integer, 4 values
+    write(oblique_stack.replace(array=(oblique_stack.array % 4).astype(np.float32)), cohort / "d_float.nii.gz")
+    out = tmp_path / "dense"
+    assert _run(cohort, out) == 1  # the broken study still fails
+    stdout = capsys.readouterr().out
+    for name in ("a_gt.nii.gz", "b_seg.nrrd", "c_mask.nii.gz"):
+        line = next(line for line in stdout.splitlines() if name in line)
+        assert "label map" in line and "skipped" in line
+    summary = json.loads((out / "cohort_summary_0of1.json").read_text())
+    sources = sorted(case["source"].rsplit("/", 1)[-1] for case in summary["cases"])
+    assert sources == ["a.nrrd", "b.nrrd", "broken.nii.gz", "c.nrrd", "d_float.nii.gz"]
+
+
+def test_a_folder_of_only_label_maps_says_so(tmp_path, oblique_stack, capsys):
+    import numpy as np
+
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    write(oblique_stack.replace(array=(oblique_stack.array % 4).astype(np.uint8)), folder / "p1_gt.nii.gz")
+    assert _run(folder, tmp_path / "dense") == 2
+    assert "label map" in capsys.readouterr().err

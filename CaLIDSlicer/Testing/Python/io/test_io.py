@@ -84,9 +84,8 @@ def _nifti_4d(path, step: float, units: str) -> None:
     [
         (0.03, "sec", (0.0, 30.0, 60.0, 90.0, 120.0)),
         (30.0, "msec", (0.0, 30.0, 60.0, 90.0, 120.0)),
-        (30.0, "unknown", (0.0, 1.0, 2.0, 3.0, 4.0)),  # no unit: nothing is known
-        (1.0, "sec", (0.0, 1.0, 2.0, 3.0, 4.0)),  # placeholder step (ACDC cine)
-        (0.0, "sec", (0.0, 1.0, 2.0, 3.0, 4.0)),
+        (30.0, "unknown", (0.0, 30.0, 60.0, 90.0, 120.0)),  # no unit: the file's numbers as they are
+        (1.0, "sec", (0.0, 1000.0, 2000.0, 3000.0, 4000.0)),  # 1 s per frame is 1 s (ACDC cine)
     ],
 )
 def test_nifti_frame_times_are_ms_from_the_header_units(tmp_path, step, units, expected):
@@ -225,8 +224,9 @@ def test_reads_real_data(shared_data, relative, shape, cine):
     assert volume.is_cine == cine
     assert np.issubdtype(volume.array.dtype, np.integer)
     assert volume.spacing[2] == pytest.approx(10.0)
-    if cine:
-        assert volume.frame_times == tuple(float(t) for t in range(shape[0]))  # files give no timing
+    if cine:  # ACDC says 1 s per frame; Sunnybrook gives step 1 in no unit (see test_io_nifti_time)
+        step = 1000.0 if volume.time_unit == "s" else 1.0
+        assert volume.frame_times == tuple(step * t for t in range(shape[0]))
     validate_volume(volume)
 
 

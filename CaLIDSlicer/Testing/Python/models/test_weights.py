@@ -222,8 +222,9 @@ def test_find_model_search_order(saved, tmp_path, monkeypatch, clean_env):
     model_format.save_model(module, tiny_config(), override / "tiny", "card")
     monkeypatch.setenv("CALID_MODEL_DIR", str(override))
     assert search.find_model("tiny") == override / "tiny"
-    with pytest.raises(ModelError, match=r"(?s)override/absent.*Models/absent.*calid models fetch absent"):
+    with pytest.raises(ModelError, match=r"(?s)override/absent.*Models/absent.*calid models list") as err:
         search.find_model("absent")
+    assert "models fetch" not in str(err.value)  # issue 18.13: fetch only for registry names
     with pytest.raises(ModelError, match="plain name"):
         search.find_model("../tiny")
 
@@ -287,10 +288,41 @@ def test_cli_list_info_and_import(saved, tmp_path, clean_env, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["config"]["architecture"] == "test-tiny-mlp" and info["card"].startswith("# Tiny")
     assert main(["models", "info", "absent"]) == 2
-    assert "calid models fetch absent" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "absent" in err and "models fetch" not in err
 
 
 def test_cli_fetch_unknown_model_fails_clearly(clean_env, capsys):
     assert main(["models", "fetch", "no-such-model"]) == 2
     assert "'no-such-model' is not in the registry" in capsys.readouterr().err
     assert not clean_env.exists() or list(clean_env.iterdir()) == []
+
+
+def test_fetch_is_suggested_for_a_missing_registry_model_with_a_download(clean_env, monkeypatch, tmp_path):
+    """Issue 18.13: `calid models fetch NAME` only where the registry can download NAME."""
+    registry = {"schema_version": 1, "models": [
+        {"name": "remote", "version": "1.0.0", "kind": "vae", "description": "d", "url": "https://example.org/r.zip",
+         "sha256": "0" * 64, "size_bytes": 1, "license": "l", "bundled": False, "card": "remote/MODEL_CARD.md"},
+        {"name": "shipped", "version": "1.0.0", "kind": "vae", "description": "d", "url": None,
+         "sha256": None, "size_bytes": None, "license": "l", "bundled": True, "card": "shipped/MODEL_CARD.md"}]}
+    monkeypatch.setattr(search, "REGISTRY_FILE", tmp_path / "models.json")
+    (tmp_path / "models.json").write_text(json.dumps(registry))
+    with pytest.raises(ModelError, match="calid models fetch remote"):
+        search.find_model("remote")
+    with pytest.raises(ModelError, match="bundled") as err:
+        search.find_model("shipped")
+    assert "models fetch" not in str(err.value)
+
+
+def test_models_info_into_a_closed_pipe_ends_without_a_traceback():
+    """Issue 18.13: `calid models info NAME | head` closed the pipe and got a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "calid", "models", "info", "calid-vae-acdc"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before calid writes anything, like `head` after its lines
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err.decode() and "BrokenPipe" not in err.decode()
+    assert proc.returncode == 0
+

@@ -164,3 +164,13 @@ def test_the_engine_never_imports_slicer_qt_or_ctk():
 def test_module_file_has_the_four_slicer_classes():
     names = {n.name for n in ast.parse(MODULE_FILE.read_text()).body if isinstance(n, ast.ClassDef)}
     assert {"CaLIDSlicer", "CaLIDSlicerWidget", "CaLIDSlicerLogic", "CaLIDSlicerTest"} <= names
+
+
+def test_gitignore_covers_the_demo_output():
+    """Issue 18.13: `calid demo` writes ./calid-demo/, which must not end up in a commit."""
+    import subprocess
+
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    probe = subprocess.run(["git", "check-ignore", "-q", "calid-demo/preview.png"], cwd=REPO)
+    assert probe.returncode == 0

@@ -85,6 +85,11 @@ def cached_stacks(data_dirs: list[str], split: Split, cache_dir: Path) -> list[S
     """Stacks of ``split`` from the cache, building it on first use (keyed by the folders)."""
     import hashlib
 
+    from calid.train.trainset import is_trainset, load_trainset
+
+    if data_dirs and all(is_trainset(d) for d in data_dirs):  # compact export (calid export-trainset): no NIfTI reading
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)  # latents derived from it are cached there
+        return load_trainset(data_dirs, split)
     key = hashlib.sha256(json.dumps([str(Path(d).resolve()) for d in data_dirs]).encode()).hexdigest()[:12]
     cache_file = Path(cache_dir) / f"stacks-{split}-{key}.npz"
     if not cache_file.is_file():

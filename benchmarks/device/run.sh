@@ -14,8 +14,9 @@
 # CaLID runs unguided there (--guide none): the demons guide needs SimpleITK (a 50 MiB wheel, over the
 # 64 MiB carry), so the "register" stage is not timed on the GPU.
 #
-# Knobs (environment): BUDGET_S (whole script, default 470), STAGES (default "env tests bench train"),
-# DATA (training set, default devdata), RUN (working folder, default runs/device), PYTHON.
+# Knobs (environment): BUDGET_S (whole script, default 470; 1800 for --dry-run), STAGES (default "env tests bench train"),
+# DATA (training set, default devdata), RUN (working folder, default runs/device), PARTS (checkpoint parts
+# to start from when RUN holds none, default devckpt), STEPS (schedule length), PYTHON.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -24,10 +25,11 @@ DRY=0
 : "${OUT:?set OUT to the folder whose files come back (the device tool sets it)}"
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-BUDGET_S=${BUDGET_S:-470}
+BUDGET_S=${BUDGET_S:-$([ "$DRY" = 1 ] && echo 1800 || echo 470)}  # a rehearsal is not bound by the lease
 STAGES=${STAGES:-env tests bench train}
 DATA=${DATA:-devdata}
 RUN=${RUN:-runs/device}
+PARTS=${PARTS:-devckpt}  # checkpoint parts carried to a fresh machine (resume.sh), if any
 LOG=$OUT/run.log
 START=$SECONDS
 export PYTHONUNBUFFERED=1
@@ -36,10 +38,11 @@ mkdir -p "$RUN"
 say() { echo "== +$((SECONDS - START))s $*" | tee -a "$LOG"; }
 left() { echo $((BUDGET_S - (SECONDS - START))); }
 has() { [[ " $STAGES " == *" $1 "* ]]; }
+cap() { local c=$1 l; l=$(( $(left) - 60 )); [ "$l" -lt "$c" ] && c=$l; [ "$c" -lt 10 ] && c=10; echo "$c"; }  # a stage's timeout
 
 if [ "$DRY" = 1 ]; then  # every Python started here refuses SimpleITK, nibabel, nrrd, slicerio, as the device lacks them
   export PYTHONPATH=$ROOT/benchmarks/device/without_itk:$ROOT/CaLIDSlicer${PYTHONPATH:+:$PYTHONPATH}
-  DEV=cpu; TINY_BENCH=(--size 16 --frames 2 --repeats 1); STEPS=2; THREADS=(--threads 1)
+  DEV=cpu; TINY_BENCH=(--size 16 --frames 2 --repeats 1); STEPS=${STEPS:-2}; THREADS=(--threads 1)
   VAE_SHAPE=(--batch 2 --crop 32); DEN_SHAPE=(--batch 2 --crop 32)
 else
   if ls .whl/*.whl >/dev/null 2>&1; then  # the device README's line, then the engine on the path
@@ -64,17 +67,17 @@ fi
 if has tests; then
   say "gpu tests (CUDA vs CPU; bf16 within 1e-2 relative)"
   MARK=(); [ "$DRY" = 1 ] && MARK=(-m gpu)  # the CPU bf16 check is run by the test suite here anyway
-  timeout 200 $PY -m pytest CaLIDSlicer/Testing/Python/test_gpu.py "${MARK[@]}" -q -rA -p no:cacheprovider \
+  timeout $(cap 200) $PY -m pytest CaLIDSlicer/Testing/Python/test_gpu.py "${MARK[@]}" -q -rA -p no:cacheprovider \
     >"$OUT/tests.log" 2>&1
   say "tests exit status $? (tests.log): $(tail -n 1 "$OUT/tests.log")"
 fi
 
 if has bench; then
   say "bench: 3d x4 and cine x2, calid vs pixel-space at equal steps, unguided, .npy io"
-  timeout 240 $PY -m calid bench --device $DEV --cases 3d,cine --methods calid,pixel-diffusion --guide none --io npy \
+  timeout $(cap 240) $PY -m calid bench --device $DEV --cases 3d,cine --methods calid,pixel-diffusion --guide none --io npy \
     --repeats 3 "${TINY_BENCH[@]}" --json "$RUN/bench_main.json" 2>&1 | tee -a "$LOG"
   say "bench: large study, 5-frame cut of 512² x 30 slices (x2, calid only, one timed run)"
-  timeout 150 $PY -m calid bench --device $DEV --cases large --methods calid --guide none --io npy --repeats 1 \
+  timeout $(cap 150) $PY -m calid bench --device $DEV --cases large --methods calid --guide none --io npy --repeats 1 \
     "${TINY_BENCH[@]}" --json "$RUN/bench_large.json" 2>&1 | tee -a "$LOG"
   $PY - "$OUT/bench.json" "$RUN/bench_main.json" "$RUN/bench_large.json" <<'PYEOF' 2>&1 | tee -a "$LOG"
 import json, sys
@@ -91,8 +94,8 @@ fi
 train_one() {  # NAME SECONDS ARGS...: train until the deadline, resuming what this folder (or devckpt/) holds
   local name=$1 seconds=$2; shift 2
   local dir=$RUN/$name resume=()
-  if [ ! -f "$dir/checkpoint.json" ] && ls devckpt/"$name"-1of*.safetensors >/dev/null 2>&1; then
-    $PY -m calid.train.pack unpack devckpt "$name" "$dir" 2>&1 | tee -a "$LOG"
+  if [ ! -f "$dir/checkpoint.json" ] && ls "$PARTS/$name"-1of*.safetensors >/dev/null 2>&1; then
+    $PY -m calid.train.pack unpack "$PARTS" "$name" "$dir" 2>&1 | tee -a "$LOG"
   fi
   [ -f "$dir/checkpoint.json" ] && resume=(--resume)
   local minutes; minutes=$(awk "BEGIN { m = $seconds / 60; print (m < 0.1 ? 0.1 : m) }")

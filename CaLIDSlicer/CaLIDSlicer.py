@@ -353,7 +353,7 @@ class CaLIDSlicerTest(ScriptedLoadableModuleTest):
     def test_linear_reconstruction_lies_over_input(self):
         import numpy as np
 
-        from calid.volume import Volume
+        from calid.io.volume import Volume
         from CaLIDSlicerLib.nodes import FACTOR_ATTRIBUTE, node_to_volume, volume_to_node
 
         self.delayDisplay("Reconstructing a small oblique stack x2 with linear interpolation")

@@ -1,7 +1,7 @@
 """Slicer-side helpers of the CaLID module, free of Qt so they run (and are tested) without the GUI.
 
 - :mod:`.parameters` — the one parameter object the panel binds to; it becomes ``calid reconstruct`` arguments.
-- :mod:`.nodes` — MRML volume and sequence nodes <-> :class:`calid.volume.Volume`, geometry kept exactly.
+- :mod:`.nodes` — MRML volume and sequence nodes <-> :class:`calid.io.volume.Volume`, geometry kept exactly.
 - :mod:`.segments` — labelmaps -> segmentation nodes with named, coloured cardiac segments.
 - :mod:`.outputs` — turns the files a run wrote into new nodes (all or nothing).
 - :mod:`.process` — the engine as a child process with JSON progress, polled without blocking.

@@ -40,7 +40,7 @@ class RunResult:
 
 
 def calid_model_available() -> bool:
-    from calid.reconstruction import calid_model_available as available
+    from calid.methods.reconstruction import calid_model_available as available
 
     return available()
 
@@ -94,7 +94,7 @@ class ReconstructionRun:
         self._cine_index = index_of(sequence) if sequence is not None else None
         self.temp_dir = Path(tempfile.mkdtemp(prefix="calid-slicer-"))
         try:
-            from calid.io import write
+            from calid.io.read_write import write
 
             self.files = RunFiles.in_folder(self.temp_dir, cine=cine, uncertainty=params.uncertainty,
                                             segmentation=params.segmentation)
@@ -141,7 +141,7 @@ class ReconstructionRun:
             self._cleanup()
 
     def _load_outputs(self) -> LoadedOutputs:
-        from calid.io import read, read_segmentation
+        from calid.io.read_write import read, read_segmentation
 
         files = self.files
         try:

@@ -98,14 +98,14 @@ def _engine_call(arguments: list[str], python: str | None, what: str) -> str:
 
 def list_installed(python: str | None = None) -> list[ModelRow]:
     """Every registry model and every other installed one, with where the engine finds it."""
-    from calid import weights
+    from calid.models.search import BUNDLED_DIR, user_cache_dir
 
     output = _engine_call(["models", "list", "--json"], python, "listing the models")
     try:
         listing = json.loads(output)
     except ValueError as err:
         raise ModelCallFailed(f"the engine's model list is not JSON ({err}): {output[:200]!r}") from err
-    return rows_from_listing(listing, bundled_dir=weights.BUNDLED_DIR, cache_dir=weights.user_cache_dir(),
+    return rows_from_listing(listing, bundled_dir=BUNDLED_DIR, cache_dir=user_cache_dir(),
                              env_dir=os.environ.get("CALID_MODEL_DIR"))
 
 
@@ -143,14 +143,14 @@ def shadowing_note(confirmation: str) -> str:
     The engine looks in $CALID_MODEL_DIR and the bundle before the user cache, so a newer copy of
     a bundled model imported by hand is not the one a run uses; the user must be told.
     """
-    from calid import weights
     from calid.errors import ModelError
+    from calid.models.search import find_model
 
     match = _INSTALLED.match(confirmation)
     if match is None:
         return ""
     try:
-        used = weights.find_model(match["name"])
+        used = find_model(match["name"])
     except ModelError:
         return ""
     if used.resolve() == Path(match["path"]).resolve():

@@ -1,7 +1,7 @@
-"""MRML volume and sequence nodes <-> :class:`calid.volume.Volume`, with exact geometry.
+"""MRML volume and sequence nodes <-> :class:`calid.io.volume.Volume`, with exact geometry.
 
 Slicer nodes carry an IJK-to-RAS matrix; a Volume is LPS. The flip happens in
-:mod:`calid.volume` only (``Volume.affine_ras`` one way, ``lps_to_ras_matrix`` — its own
+:mod:`calid.io.volume` only (``Volume.affine_ras`` one way, ``lps_to_ras_matrix`` — its own
 inverse — the other). Voxel arrays travel through ``vtk.util.numpy_support`` in the
 (Z, Y, X) order both vtkImageData and SimpleITK use.
 """
@@ -14,7 +14,7 @@ import vtk
 from vtk.util import numpy_support
 
 from calid.errors import InputError
-from calid.volume import Volume, lps_to_ras_matrix
+from calid.io.volume import Volume, lps_to_ras_matrix
 
 #: Node attributes that record how an output was made ("visible to the user" in the Data module).
 SYNTHESIZED_ATTRIBUTE = "CaLID.SynthesizedSlices"

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import vtk
 
-from calid.volume import Volume
+from calid.io.provenance import provenance_rows
+from calid.io.volume import Volume
 
 from .nodes import add_sequence_browser, cine_to_sequence, set_calid_attributes, volume_to_node
 from .segments import check_label_values, cine_labels_to_sequence, labels_to_segmentation
@@ -60,13 +61,14 @@ def results_rows(report: dict) -> list[tuple[str, str]]:
         ("Seed", str(report.get("seed", ""))),
         ("Seconds", str(report.get("seconds", ""))),
     ]
+    rows += provenance_rows(report)  # models, sampler, device, calid version, time per stage: as in every report
     rows += [("Note", str(note)) for note in report.get("notes", [])]
     return rows
 
 
 def measure_rows(labels: Volume) -> list[tuple[str, str]]:
     """Cardiac measures of the dense segmentation (voxel counting): volumes for a 3D stack, EDV/ESV/SV/EF for a cine."""
-    from calid.measures import SUMMARY_UNITS, measure
+    from calid.segmentation.measures import SUMMARY_UNITS, measure
 
     result = measure(labels)
     summary = result.summary()

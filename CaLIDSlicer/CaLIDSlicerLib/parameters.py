@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from calid.errors import InputError
-from calid.reconstruction import DEFAULT_SAMPLES, DEFAULT_STEPS
+from calid.methods.reconstruction import DEFAULT_SAMPLES, DEFAULT_STEPS
 
 #: Diffusion samples averaged when an uncertainty map is asked for (its standard deviation needs > 1).
 UNCERTAINTY_SAMPLES = 4

@@ -1,4 +1,4 @@
-"""Labelmap Volumes -> segmentation nodes with named, coloured cardiac segments (from calid.labels).
+"""Labelmap Volumes -> segmentation nodes with named, coloured cardiac segments (from calid.segmentation.labels).
 
 All segments share one labelmap layer on the input's exact grid (a
 ``vtkOrientedImageData`` with the IJK-to-RAS matrix; segment label value = ACDC value), so no temporary labelmap node
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import slicer
 
-from calid.labels import CARDIAC_STRUCTURES, Structure
-from calid.volume import Volume
+from calid.segmentation.labels import CARDIAC_STRUCTURES, Structure
+from calid.io.volume import Volume
 
 from .nodes import fill_sequence, image_data_from_array, matrix_to_vtk, set_calid_attributes
 

@@ -10,19 +10,23 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from calid import _moved
+
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Volume": "calid.volume",
-    "read": "calid.io",
-    "write": "calid.io",
-    "reconstruct": "calid.reconstruction",
-    "ReconstructionResult": "calid.reconstruction",
-    "make_phantom": "calid.phantom",
-    "segment": "calid.segmentation",
+    "Volume": "calid.io.volume",
+    "read": "calid.io.read_write",
+    "write": "calid.io.read_write",
+    "reconstruct": "calid.methods.reconstruction",
+    "ReconstructionResult": "calid.methods.reconstruction",
+    "make_phantom": "calid.phantom.generator",
+    "segment": "calid.segmentation.inference",
 }
 
 __all__ = ["__version__", *_LAZY]
+
+_moved.install()  # old module paths (calid.reconstruction, calid.weights, ...) keep working for one release
 
 
 def __getattr__(name: str) -> Any:

@@ -67,7 +67,7 @@ fi
 if has tests; then
   say "gpu tests (CUDA vs CPU; bf16 within 1e-2 relative)"
   MARK=(); [ "$DRY" = 1 ] && MARK=(-m gpu)  # the CPU bf16 check is run by the test suite here anyway
-  timeout $(cap 200) $PY -m pytest CaLIDSlicer/Testing/Python/test_gpu.py "${MARK[@]}" -q -rA -p no:cacheprovider \
+  timeout $(cap 200) $PY -m pytest CaLIDSlicer/Testing/Python/models/test_gpu.py "${MARK[@]}" -q -rA -p no:cacheprovider \
     >"$OUT/tests.log" 2>&1
   say "tests exit status $? (tests.log): $(tail -n 1 "$OUT/tests.log")"
 fi

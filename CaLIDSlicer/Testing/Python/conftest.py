@@ -36,7 +36,7 @@ def oblique_direction() -> np.ndarray:
 @pytest.fixture
 def oblique_stack():
     """A 3D stack (Z=6, Y=20, X=24) with non-identity spacing, origin and direction."""
-    from calid.volume import Volume
+    from calid.io.volume import Volume
 
     rng = np.random.default_rng(7)
     array = rng.integers(0, 3000, size=(6, 20, 24)).astype(np.int16)
@@ -46,7 +46,7 @@ def oblique_stack():
 @pytest.fixture
 def oblique_cine():
     """A cine (T=4, Z=5, Y=16, X=18) with oblique geometry and frame times."""
-    from calid.volume import Volume
+    from calid.io.volume import Volume
 
     rng = np.random.default_rng(11)
     array = rng.normal(100, 20, size=(4, 5, 16, 18)).astype(np.float32)

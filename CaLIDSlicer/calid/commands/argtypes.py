@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Callable
 
 
 def positive_int(text: str) -> int:
@@ -19,3 +21,15 @@ def positive_int(text: str) -> int:
 def comma_list(text: str) -> list[str]:
     """``"a, b,c"`` -> ``["a", "b", "c"]`` (empty items dropped)."""
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def existing(message: str, exists: Callable[[Path], bool] = Path.exists) -> Callable[[str], Path]:
+    """An argument type for a path that must already exist; ``message`` (with ``{text}``) says what to give instead."""
+
+    def check(text: str) -> Path:
+        path = Path(text)
+        if not exists(path):
+            raise argparse.ArgumentTypeError(message.format(text=text))
+        return path
+
+    return check

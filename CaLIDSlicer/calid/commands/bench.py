@@ -37,13 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import os
 
-    from calid.bench import (CASES, DIFFUSION_METHODS, cpu_stages, markdown_table, ratio_lines, rows_as_dicts, run_bench,
-                             speed_ratios)
+    from calid.evaluation.bench import (CASES, DIFFUSION_METHODS, cpu_stages, markdown_table, ratio_lines, rows_as_dicts,
+                                        run_bench, speed_ratios)
     from calid.commands.env import collect
     from calid.errors import InputError
-    from calid.reconstruction import BASELINES
+    from calid.methods.reconstruction import BASELINES
 
     unknown = [c for c in args.cases if c not in CASES]
     if unknown:
@@ -63,11 +62,12 @@ def run(args: argparse.Namespace) -> int:
         print(ratio_lines(ratios))
     on_cpu = cpu_stages(args.methods, extra, args.io)
     print("on the CPU whatever the device: " + "; ".join(f"{k}: {v}" for k, v in on_cpu.items()))
-    if args.json:  # written without calid.io, which needs SimpleITK
+    if args.json:
+        from calid.io.paths import atomic_path  # light: no SimpleITK (the device's bench --io npy writes JSON too)
+
         document = {"environment": collect(), "rows": rows_as_dicts(rows), "ratios": ratios, "cpu_stages": on_cpu,
                     "settings": {"io": args.io, "size": args.size, "frames": args.frames, "guide": args.guide, "repeats": args.repeats}}
-        temporary = args.json.with_name(args.json.name + ".tmp")
-        temporary.write_text(json.dumps(document, indent=2) + "\n")
-        os.replace(temporary, args.json)
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(document, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0

@@ -29,7 +29,7 @@ def _score(result_volume, truth) -> tuple[float, float]:
     """Mean PSNR/SSIM of the synthesised slices against the phantom's dense truth."""
     import numpy as np
 
-    from calid.metrics import psnr, ssim
+    from calid.evaluation.metrics import psnr, ssim
 
     scale = float(np.percentile(truth.array, 99.5)) or 1.0
     pred = result_volume.array.astype(np.float32) / scale
@@ -43,11 +43,11 @@ def _score(result_volume, truth) -> tuple[float, float]:
 
 def run(args: argparse.Namespace) -> int:
     from calid.errors import InputError
-    from calid.io import write
-    from calid.phantom import make_phantom_pair
-    from calid.preview import save_preview
-    from calid.reconstruction import reconstruct
-    from calid.report import write_report
+    from calid.io.read_write import write
+    from calid.phantom.generator import make_phantom_pair
+    from calid.io.preview import save_preview
+    from calid.methods.reconstruction import reconstruct
+    from calid.io.report import write_report
 
     if args.factor < 2:
         raise InputError(f"--factor must be 2 or more for a demo, not {args.factor}")

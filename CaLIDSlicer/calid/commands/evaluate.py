@@ -64,10 +64,10 @@ def _phantom_options(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from calid.datasets import find_cases
-    from calid.evaluate import evaluate
-    from calid.evaluate_report import markdown, summarize, write_csv, write_json
-    from calid.validate import check_output_path
+    from calid.evaluation.datasets import find_cases
+    from calid.evaluation.evaluate import evaluate
+    from calid.evaluation.report import markdown, summarize, write_csv, write_json
+    from calid.io.validate import check_output_path
 
     for path in (args.csv, args.json):
         if path is not None:
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_json(evaluation, args.json, dataset=str(args.data))
     if args.progress == "json":
-        from calid.evaluate_report import json_safe
+        from calid.io.jsonable import json_safe
 
         print(json.dumps({"event": "done", "outputs": written, "summary": json_safe(summarize(evaluation)),
                           "notes": evaluation.notes}), flush=True)

@@ -49,7 +49,7 @@ def _format(key: str, value) -> str:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from calid.io import read
+    from calid.io.read_write import read
 
     info = {"file": str(args.file), **describe(read(args.file))}
     if args.json:

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from calid.commands.argtypes import existing
+
 HELP = "list, inspect, fetch or import model files (safetensors + config + model card)"
 DESCRIPTION = (
     "Models are looked up in $CALID_MODEL_DIR, the models bundled with the extension, then the user "
@@ -15,11 +17,7 @@ DESCRIPTION = (
 )
 
 
-def _existing_path(text: str) -> Path:
-    path = Path(text)
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"{text} does not exist; give a model directory or a .zip/.tar.gz of one")
-    return path
+_existing_path = existing("{text} does not exist; give a model directory or a .zip/.tar.gz of one")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,17 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calid import weights
+    from calid.models.fetch import fetch_model, import_model
+    from calid.models.format import read_config
+    from calid.models.registry import list_models
 
     if args.action == "list":
-        return _print_list(weights.list_models(), args.json)
+        return _print_list(list_models(), args.json)
     if args.action == "info":
         return _print_info(args.name, args.json)
     if args.action == "import":
-        path = weights.import_model(args.path, sha256=args.sha256, cache_dir=args.cache_dir)
+        path = import_model(args.path, sha256=args.sha256, cache_dir=args.cache_dir)
     else:
-        path = weights.fetch_model(args.name, cache_dir=args.cache_dir, progress=args.progress)
-    config = weights.read_config(path)
+        path = fetch_model(args.name, cache_dir=args.cache_dir, progress=args.progress)
+    config = read_config(path)
     print(f"installed {config.name} {config.version} ({config.kind}) in {path}")
     return 0
 
@@ -75,18 +75,20 @@ def _print_list(rows: list[dict], as_json: bool) -> int:
 
 
 def _print_info(name: str, as_json: bool) -> int:
-    from calid import weights
     from calid.errors import ModelError
+    from calid.models.format import CARD_FILE, read_config
+    from calid.models.registry import load_registry
+    from calid.models.search import find_model
 
-    entry = next((row for row in weights.load_registry()["models"] if row["name"] == name), None)
+    entry = next((row for row in load_registry()["models"] if row["name"] == name), None)
     try:
-        path = weights.find_model(name)
+        path = find_model(name)
     except ModelError:
         if entry is None:
             raise
         path = None
-    config = weights.read_config(path) if path else None
-    card_file = path / weights.CARD_FILE if path else None
+    config = read_config(path) if path else None
+    card_file = path / CARD_FILE if path else None
     card = card_file.read_text(encoding="utf-8") if card_file and card_file.is_file() else None
     if as_json:
         from dataclasses import asdict

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_outputs(args: argparse.Namespace, cine: bool) -> None:
     """Refuse a format that cannot hold a cine before anything is rendered or written."""
     from calid.errors import InputError
-    from calid.io import compound_suffix
+    from calid.io.paths import compound_suffix
 
     if cine and compound_suffix(args.output) not in (".nii", ".nii.gz", ".seq.nrrd"):
         raise InputError(f"a cine must be written as .nii.gz or .seq.nrrd (or use --3d), not {args.output.name!r}")
@@ -44,8 +44,8 @@ def _check_outputs(args: argparse.Namespace, cine: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from calid.errors import InputError
-    from calid.io import write, write_segmentation
-    from calid.phantom import PhantomParams, make_phantom
+    from calid.io.read_write import write, write_segmentation
+    from calid.phantom.generator import PhantomParams, make_phantom
 
     if args.as_3d and args.frames not in (None, 1):
         raise InputError(f"--3d writes a single frame: leave out --frames or give --frames 1, not {args.frames}")

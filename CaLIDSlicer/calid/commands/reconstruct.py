@@ -14,7 +14,8 @@ DESCRIPTION = (
     "RANK/WORLD_SIZE) splits the cases between processes."
 )
 
-from calid.calid_fill import DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_VIEWS, GUIDES, VIEW_COUNTS
+from calid.methods.calid_settings import DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_VIEWS, GUIDES
+from calid.methods.sampler_settings import VIEW_COUNTS
 
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
 
@@ -104,15 +105,19 @@ def run(args: argparse.Namespace) -> int:
 
 def reconstruct_file(args: argparse.Namespace) -> None:
     """One study: read, reconstruct (and segment), then write every output and the report."""
-    from calid.io import read, write
-    from calid.reconstruction import reconstruct
-    from calid.report import report_path, write_report
-    from calid.validate import check_output_path
+    from calid.io.read_write import read, write
+    from calid.methods.reconstruction import reconstruct
+    from calid.io.report import report_path, write_report
+    from calid.io.validate import check_output_path
+
+    import time
 
     outputs = [p for p in (args.output, args.uncertainty, args.segment) if p is not None]
     for path in outputs:
         check_output_path(args.input, path)
+    started = time.perf_counter()
     volume = read(args.input)
+    timings = {"read": time.perf_counter() - started}
     result = reconstruct(volume, **reconstruction_kwargs(args))
     if args.uncertainty is not None and result.uncertainty is None:
         from calid.errors import InputError
@@ -120,18 +125,21 @@ def reconstruct_file(args: argparse.Namespace) -> None:
         raise InputError("--uncertainty needs a diffusion method with --samples 2 or more")
     segmentation = None
     if args.segment is not None:
-        from calid.segmentation import segment
+        from calid.segmentation.inference import segment
 
         segmentation = segment(result.volume, device=args.device, progress=args.progress)
     # Write only after everything succeeded, so a failed run leaves no partial outputs.
+    started = time.perf_counter()
     write(result.volume, args.output)
     if result.uncertainty is not None and args.uncertainty is not None:
         write(result.uncertainty, args.uncertainty)
     if segmentation is not None:
-        from calid.io import write_segmentation
+        from calid.io.read_write import write_segmentation
 
         write_segmentation(segmentation.labels, args.segment)
-    report = write_report(result, args.report or report_path(args.output), source=args.input, output=args.output)
+    timings["write"] = time.perf_counter() - started  # the outputs; the report itself is written last
+    report = write_report(result, args.report or report_path(args.output), source=args.input, output=args.output,
+                          segmentation=segmentation, timings=timings)
     _announce(args, result, report)
 
 
@@ -139,7 +147,7 @@ def run_cohort_command(args: argparse.Namespace) -> int:
     """Many studies into the folder ``-o``; exit 1 if any case failed (the summary says which)."""
     import copy
 
-    from calid.cohort import cases_from_folder, cases_from_manifest, parse_shard, run_cohort, write_summary
+    from calid.io.cohort import cases_from_folder, cases_from_manifest, parse_shard, run_cohort, write_summary
     from calid.errors import InputError
 
     if args.uncertainty or args.segment or args.report:

@@ -45,10 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from calid.errors import InputError
-    from calid.io import compound_suffix, read, write_segmentation
-    from calid.measures import measure
-    from calid.segmentation import segment
-    from calid.validate import check_output_path
+    from calid.io.paths import compound_suffix
+    from calid.io.read_write import read, write_segmentation
+    from calid.segmentation.measures import measure
+    from calid.segmentation.inference import segment
+    from calid.io.validate import check_output_path
 
     for path in (args.output, args.measures):
         if path is not None:

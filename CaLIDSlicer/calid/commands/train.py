@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from calid.commands.argtypes import positive_int
+from calid.commands.argtypes import existing, positive_int
 
 HELP = "train the CaLID autoencoder or latent denoiser (single process or under torchrun)"
 DESCRIPTION = (
@@ -17,11 +17,7 @@ DESCRIPTION = (
 )
 
 
-def _existing_dir(value: str) -> Path:
-    path = Path(value)
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"--data must be an existing folder, not {value!r}")
-    return path
+_existing_dir = existing("--data must be an existing folder, not {text!r}", Path.is_dir)
 
 
 def _channels(value: str) -> list[int]:

@@ -3,7 +3,7 @@
 Channels-last (NHWC) is the layout cuDNN's tensor-core convolutions run in, so 2D convolution
 weights are stored that way on CUDA and activations follow; 3D convolutions (the 2D+T model's
 temporal mixers) keep their layout. bf16 autocast is applied where the networks are called
-(:func:`calid.calid_fill.sample_missing`, :func:`calid.train.loop.train`).
+(:func:`calid.methods.calid_fill.sample_missing`, :func:`calid.train.loop.train`).
 """
 
 from __future__ import annotations

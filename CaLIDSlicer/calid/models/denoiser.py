@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from calid.preprocess import crop_to, pad_to_multiple
-from calid.weights import register_architecture
+from calid.models.preprocess import crop_to, pad_to_multiple
+from calid.models.format import register_architecture
 
 PREDICTION_TYPES = ("sample", "epsilon", "v_prediction")
 

@@ -1,7 +1,7 @@
 """2D network that labels each short-axis slice: background, RV, LV myocardium, LV blood pool.
 
 The network works at one fixed in-plane pixel size (``pixel_size`` mm, stored in
-the model config), so :mod:`calid.segmentation` resamples every slice to it first:
+the model config), so :mod:`calid.segmentation.inference` resamples every slice to it first:
 hearts then have the same size in pixels whatever the scanner's resolution. It is
 applied in ``window``-pixel sliding windows, the size of its training crops: instance
 normalisation makes its output depend on the field of view it sees.
@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from calid.labels import CARDIAC_STRUCTURES
-from calid.weights import register_architecture
+from calid.segmentation.labels import CARDIAC_STRUCTURES
+from calid.models.format import register_architecture
 
 #: Output channels: background plus one per cardiac structure (ACDC values 0..3).
 N_CLASSES = 1 + len(CARDIAC_STRUCTURES)

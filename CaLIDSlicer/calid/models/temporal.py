@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from calid.models.denoiser import SliceDenoiser
-from calid.weights import register_architecture
+from calid.models.format import register_architecture
 
 
 class TemporalMix(nn.Module):

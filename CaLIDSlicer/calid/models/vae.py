@@ -12,8 +12,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from calid.preprocess import crop_to, pad_to_multiple
-from calid.weights import register_architecture
+from calid.models.preprocess import crop_to, pad_to_multiple
+from calid.models.format import register_architecture
 
 
 @register_architecture("calid-vae")

@@ -2,30 +2,21 @@
 
 Decoding NIfTI every step would dominate CPU training, so :func:`build_cache` reads
 each stack (an ACDC ED/ES volume, or one frame of an ACDC cine) once, normalises it
-like inference does (:mod:`calid.preprocess`) and stores float16 slices in a
-``.npz``. Only patients of the requested split (:mod:`calid.splits`) are read.
+like inference does (:mod:`calid.models.preprocess`) and stores float16 slices in a
+``.npz``. Only patients of the requested split (:mod:`calid.evaluation.splits`) are read.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-from calid.preprocess import intensity_scale, normalise
-from calid.splits import Split, split_of
-
-
-@dataclass(frozen=True)
-class Stack:
-    """One normalised stack: slices (Z, Y, X) float16 and its slice spacing in mm."""
-
-    slices: np.ndarray
-    slice_spacing: float
-    source: str
+from calid.models.preprocess import intensity_scale, normalise
+from calid.evaluation.splits import Split, split_of
+from calid.train.stack import Stack  # noqa: F401  (re-exported: the trainers import it from here)
 
 
 def stack_files(data_dirs: Iterable[str | Path], split: Split) -> list[Path]:

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from calid.train.data import cached_stacks
-from calid.calid_fill import DEFAULT_GUIDE_STRENGTH
-from calid.reconstruction import DEFAULT_STEPS
-from calid.sampling import trailing_schedule
-from calid.train.denoiser import (LatentStack, denoiser_loss, diffusion_batch, encode_stacks, latent_batch, load_latents, save_latents,
-                                  trajectory_loss)
+from calid.methods.calid_settings import DEFAULT_GUIDE_STRENGTH
+from calid.methods.reconstruction import DEFAULT_STEPS
+from calid.methods.sampling import trailing_schedule
+from calid.train.denoiser import denoiser_loss, diffusion_batch, latent_batch, trajectory_loss
 from calid.train.distributed import DistributedContext, barrier, unwrap, wrap
+from calid.train.latents import LatentStack, encode_stacks, load_latents, save_latents
 from calid.train.loop import LoopSettings, train
 
 #: The bundled denoiser's shape (about 2.2 M parameters).
@@ -25,7 +25,7 @@ DENOISER_KWARGS = {"latent_channels": 4, "neighbours": 2, "channels": [32, 64, 1
 
 
 def autoencoder_dir(args: argparse.Namespace) -> Path:
-    from calid.weights import find_model
+    from calid.models.search import find_model
 
     return args.vae if args.vae is not None else find_model("calid-vae-acdc")
 
@@ -35,7 +35,7 @@ def autoencoder_cache(args: argparse.Namespace, name: str, split: str, context: 
 
     ``name`` holds ``{key}``; ``build(autoencoder, stacks, path)`` writes the file.
     """
-    from calid.weights import WEIGHTS_FILE, load_model, sha256_of
+    from calid.models.format import WEIGHTS_FILE, load_model, sha256_of
 
     vae_dir = autoencoder_dir(args)
     path = Path(args.cache_dir) / name.format(key=sha256_of(vae_dir / WEIGHTS_FILE)[:12])
@@ -79,8 +79,8 @@ def cached_guides(args: argparse.Namespace, split: str, context: DistributedCont
 def validation_scores(model: torch.nn.Module, stacks: list[LatentStack], neighbours: int, steps: int = DEFAULT_STEPS,
                       guides: list[LatentStack | None] | None = None) -> dict[str, float]:
     """Latent MSE of DDIM samples vs the truth, and of linear blending, on fixed val examples (guided too, with ``guides``)."""
-    from calid.calid_fill import DEFAULT_GUIDE_STRENGTH
-    from calid.sampling import SamplerSettings, sample_latents
+    from calid.methods.calid_settings import DEFAULT_GUIDE_STRENGTH
+    from calid.methods.sampling import SamplerSettings, sample_latents
 
     generator = torch.Generator().manual_seed(1)
     target, context, fraction, gap_mm = latent_batch(stacks, 64, 16, neighbours, generator)
@@ -101,7 +101,7 @@ def validation_scores(model: torch.nn.Module, stacks: list[LatentStack], neighbo
 def initial_denoiser(args: argparse.Namespace):
     """A fresh network of the bundled shape, or (``--init``) a trained 3D denoiser to fine-tune, and its kwargs."""
     from calid.models.denoiser import SliceDenoiser
-    from calid.weights import load_model
+    from calid.models.format import load_model
 
     if args.init is None:
         kwargs = {**DENOISER_KWARGS, "prediction_type": args.prediction}
@@ -115,7 +115,7 @@ def initial_denoiser(args: argparse.Namespace):
 
 
 def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
-    from calid.weights import ModelConfig, save_model
+    from calid.models.format import ModelConfig, save_model
 
     args.objective = args.objective or "diffusion"
     if args.objective in ("trajectory", "guided") and args.prediction != "sample":

@@ -1,7 +1,7 @@
 """Registration-guided starts for training the denoiser (``--objective guided``).
 
 At inference the sampler starts from the latent of the registration-based estimate of a
-missing slice (:func:`calid.calid_fill.registration_guide`). To train on that start, every
+missing slice (:func:`calid.methods.calid_codec.registration_guide`). To train on that start, every
 training example needs the same estimate: the acquired slices ``first`` and ``first + gap``
 morphed into each other at fraction ``step / gap``. Registration is far too slow to run
 per batch on a CPU, so :func:`build_guides` computes every (first, gap, step) of every stack
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calid.train.denoiser import GAPS, LatentStack
+from calid.train.latents import GAPS, LatentStack, encode_images
 
 
 @lru_cache(maxsize=64)
@@ -36,7 +36,7 @@ def _row_index(count: int) -> dict[tuple[int, int, int], int]:
 
 def stack_guides(slices: np.ndarray, spacing_xy: tuple[float, float]) -> np.ndarray:
     """Registration estimates (rows, Y, X) float32 of a normalised stack, one per :func:`guide_rows` row."""
-    from calid.registration import morph_between
+    from calid.methods.registration import morph_between
 
     slices = slices.astype(np.float32)
     rows = guide_rows(slices.shape[0])
@@ -68,8 +68,6 @@ def pixel_spacings(data_dirs: list[str], sources: list[str]) -> dict[str, tuple[
 
 def build_guides(autoencoder, stacks, data_dirs: list[str], every_frame: int = 1, on_stack=None) -> list[LatentStack | None]:
     """Guide latents (rows, C, h, w) float16 per stack (``None`` for cine frames skipped by ``every_frame``)."""
-    from calid.train.denoiser import encode_images
-
     spacing = pixel_spacings(data_dirs, [s.source for s in stacks])
     guides: list[LatentStack | None] = []
     for stack in stacks:

@@ -2,7 +2,7 @@
 
     python -m calid.train.segmenter --data ../shared/data/acdc --out runs/segmenter [--steps N] [--resume]
 
-Only patients of the 'train' split (:mod:`calid.splits`) are trained on; after each
+Only patients of the 'train' split (:mod:`calid.evaluation.splits`) are trained on; after each
 checkpoint the mean Dice on the 'val' patients is logged and the best network so far
 is written to ``OUT/best`` as a model directory. Slices are resampled to the
 network's pixel size and normalised once, into a cache (``--cache-dir``).
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calid.labels import CARDIAC_STRUCTURES
-from calid.metrics import dice
-from calid.segmentation import normalised_frame, segment_array, to_model_grid
-from calid.splits import Split
+from calid.segmentation.labels import CARDIAC_STRUCTURES
+from calid.evaluation.metrics import dice
+from calid.segmentation.inference import normalised_frame, segment_array, to_model_grid
+from calid.evaluation.splits import Split
 
 #: The bundled segmenter's shape: about 1.6 M parameters, 16x downsampling, 1.5 mm pixels, 128-pixel windows.
 SEGMENTER_KWARGS = {
@@ -34,7 +34,7 @@ Pair = tuple[np.ndarray, np.ndarray]  # (Z, y, x) float16 image, (Z, y, x) uint8
 
 def labelled_cases(data_dir: Path, split: Split):
     """ACDC 3D cases of ``split`` that have expert labels, loaded (image + labels + geometry)."""
-    from calid.datasets import find_cases, load_case
+    from calid.evaluation.datasets import find_cases, load_case
 
     return [load_case(case) for case in find_cases(data_dir, split) if case.kind == "3d" and case.label_path]
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     from calid.models.segmenter import SliceSegmenter
     from calid.train.distributed import setup
     from calid.train.loop import LoopSettings, train
-    from calid.weights import ModelConfig, save_model
+    from calid.models.format import ModelConfig, save_model
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calid.preprocess import intensity_scale, normalise
-from calid.splits import Split
+from calid.models.preprocess import intensity_scale, normalise
+from calid.evaluation.splits import Split
 from calid.train.augment import centred_crop_box
 from calid.train.data import load_array_list, save_array_list, stack_files
-from calid.train.denoiser import context_indices, encode_images, orient, training_example
+from calid.train.denoiser import context_indices, orient, training_example
+from calid.train.latents import encode_images
 
 #: Phantom cines added to the real ones, and their seeds (evaluation phantoms use seeds 0, 1, 2, ...).
 PHANTOM_SEED_BASE = 10_000
@@ -52,7 +53,7 @@ def read_cines(data_dirs: list[str | Path], split: Split) -> list[Cine]:
 
 def phantom_cines(count: int, size: int = 128, seed_base: int = PHANTOM_SEED_BASE) -> list[Cine]:
     """Phantom cines with drawn ejection fraction, rate, noise and obliquity (seeds apart from evaluation's)."""
-    from calid.phantom import make_phantom
+    from calid.phantom.generator import make_phantom
 
     cines = []
     for index in range(count):

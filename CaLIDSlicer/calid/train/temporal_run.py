@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calid.calid_fill import DEFAULT_GUIDE_STRENGTH, SINGLE_SAMPLE_TEMPERATURE
-from calid.reconstruction import DEFAULT_STEPS
-from calid.sampling import trailing_schedule
+from calid.methods.calid_settings import DEFAULT_GUIDE_STRENGTH, SINGLE_SAMPLE_TEMPERATURE
+from calid.methods.reconstruction import DEFAULT_STEPS
+from calid.methods.sampling import trailing_schedule
 from calid.train.denoiser_run import autoencoder_dir
 from calid.train.distributed import DistributedContext, barrier, unwrap, wrap
 from calid.train.loop import LoopSettings, train
@@ -31,7 +31,7 @@ VAL_CLIPS = 6
 
 def _cine_cache(args: argparse.Namespace, kind: str, split: str) -> tuple[Path, int]:
     """Cache file of ``kind`` for a split (keyed by autoencoder, data folders and phantom count) and the phantom count."""
-    from calid.weights import WEIGHTS_FILE, sha256_of
+    from calid.models.format import WEIGHTS_FILE, sha256_of
 
     phantoms = args.phantoms if split == "train" else max(2, args.phantoms // 8)
     folders = json.dumps([str(Path(d).resolve()) for d in args.data] + [phantoms])
@@ -41,7 +41,7 @@ def _cine_cache(args: argparse.Namespace, kind: str, split: str) -> tuple[Path, 
 
 def cached_cines(args: argparse.Namespace, split: str, context: DistributedContext) -> list[LatentCine]:
     """Cine latents of a split (+ phantoms), computed once per autoencoder, data folders and phantom count."""
-    from calid.weights import load_model
+    from calid.models.format import load_model
 
     path, phantoms = _cine_cache(args, "cines-v2", split)
     if context.is_main and not path.is_file():
@@ -57,7 +57,7 @@ def cached_cines(args: argparse.Namespace, split: str, context: DistributedConte
 def cached_cine_guides(args: argparse.Namespace, split: str, context: DistributedContext) -> list[np.ndarray | None]:
     """Registration-guide latents of every real cine of a split, aligned with :func:`cached_cines` (None for phantoms)."""
     from calid.train.data import load_array_list, save_array_list
-    from calid.weights import load_model
+    from calid.models.format import load_model
 
     path, phantoms = _cine_cache(args, "cine-guides", split)
     if context.is_main and not path.is_file():
@@ -80,7 +80,8 @@ def cached_cine_guides(args: argparse.Namespace, split: str, context: Distribute
 def initial_model(args: argparse.Namespace):
     """The 2D+T network, its 3D weights taken from the trained slice denoiser."""
     from calid.models.temporal import TemporalSliceDenoiser
-    from calid.weights import find_model, load_model
+    from calid.models.format import load_model
+    from calid.models.search import find_model
 
     slice_model, config = load_model(args.init if args.init is not None else find_model(SLICE_MODEL))
     if config.architecture == "calid-denoiser-2dt":  # fine-tune a trained 2D+T model's temporal layers further
@@ -102,7 +103,7 @@ def initial_model(args: argparse.Namespace):
 def _sampled_clip_errors(model: torch.nn.Module, cines: list[LatentCine], steps: int,
                          guides: list[np.ndarray | None] | None = None) -> tuple[float, float]:
     """Mean latent MSE and frame-change error of deterministic samples on VAL_CLIPS fixed clips (guided start with ``guides``)."""
-    from calid.sampling import SamplerSettings, sample_latents
+    from calid.methods.sampling import SamplerSettings, sample_latents
 
     generator = torch.Generator().manual_seed(1)
     mse = temporal = 0.0
@@ -129,7 +130,7 @@ def validation_scores(model: torch.nn.Module, cines: list[LatentCine], steps: in
 
 
 def run_denoiser_2dt(args: argparse.Namespace, context: DistributedContext) -> None:
-    from calid.weights import ModelConfig, save_model
+    from calid.models.format import ModelConfig, save_model
 
     if args.objective not in (None, "trajectory", "guided"):
         raise ValueError("denoiser-2dt trains on the sampler's trajectory: use --objective trajectory (default) or guided")

@@ -6,7 +6,7 @@ like :func:`calid.train.data.read_stacks` (divided by its 99.5th percentile, cli
 [0, CLIP_MAX]), crops a square around the heart (the label map's centre where a
 ``*_gt.nii.gz`` lies beside the image, else the image centre), quantises to uint8 and writes
 ``slices.npz`` plus a JSON manifest. :func:`load_trainset` turns it back into the
-:class:`~calid.train.data.Stack` list the trainers use. Derived from ACDC: never committed.
+:class:`~calid.train.stack.Stack` list the trainers use. Derived from ACDC: never committed.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Iterable
 
 import numpy as np
 
-from calid.preprocess import CLIP_MAX, intensity_scale, normalise
-from calid.splits import split_of
+from calid.models.preprocess import CLIP_MAX, intensity_scale, normalise
+from calid.evaluation.splits import split_of
+from calid.train.stack import Stack
 
 MANIFEST = "trainset.json"
 ARRAYS = "slices.npz"
@@ -117,8 +118,6 @@ def save_trainset(out: Path, parts: list[np.ndarray], stacks: list[dict], **deta
 
 def load_trainset(folders: Iterable[str | Path], split: str):
     """The stacks of ``split`` in trainset folders, as float16 normalised slices (empty when none was exported)."""
-    from calid.train.data import Stack
-
     stacks = []
     for folder in map(Path, folders):
         manifest = json.loads((folder / MANIFEST).read_text())

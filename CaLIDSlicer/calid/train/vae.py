@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calid.preprocess import CLIP_MAX
+from calid.models.preprocess import CLIP_MAX
 from calid.train.augment import crop_slices, dihedral, intensity_jitter
 from calid.train.data import Stack
 
@@ -80,7 +80,7 @@ def validation_psnr(model: torch.nn.Module, stacks: list[Stack], count: int = 32
 def save_run_model(model: torch.nn.Module, kwargs: dict, stacks: list[Stack], out: Path, card: str) -> Path:
     """Export to a calid model directory with the latent scale measured on training slices."""
     from calid.models.vae import SliceAutoencoder
-    from calid.weights import ModelConfig, save_model
+    from calid.models.format import ModelConfig, save_model
 
     model.eval()
     scale = latent_scale_of(model, stacks)

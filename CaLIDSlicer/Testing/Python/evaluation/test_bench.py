@@ -1,0 +1,77 @@
+"""``calid bench`` through the real entry point (one tiny timed run)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from calid.evaluation.bench import markdown_table
+from calid.cli import main
+
+
+def test_bench_prints_a_table_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--cases", "3d", "--methods", "linear", "--repeats", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| 3d 10x256x256 | linear |" in printed
+    data = json.loads(out.read_text())
+    row = data["rows"][0]
+    assert row["shape_out"] == [37, 256, 256]
+    times = row["median_seconds"]
+    assert times["total"] >= times["read"] + times["write"] > 0
+    assert row["peak_host_mib"] > 0
+    assert "torch" in data["environment"]
+
+
+def test_bench_refuses_unknown_case(capsys):
+    assert main(["bench", "--cases", "4d"]) == 2
+    assert "--cases must be among" in capsys.readouterr().err
+
+
+def _tiny_stack():
+    import numpy as np
+
+    from calid.io.volume import Volume
+
+    rng = np.random.default_rng(3)
+    return Volume(rng.integers(0, 1000, size=(3, 32, 32)).astype(np.int16), spacing=(1.5, 1.5, 8.0))
+
+
+def test_pixel_comparator_is_timed_against_calid_at_equal_steps(tmp_path):
+    pytest.importorskip("torch")
+    from calid.evaluation.bench import bench_volume, speed_ratios
+    from calid.methods.reconstruction import calid_model_available
+
+    if not calid_model_available():
+        pytest.skip("the bundled CaLID model is not installed")
+    rows = [bench_volume("tiny", _tiny_stack(), 2, method, tmp_path, repeats=1, device="cpu", extra={"steps": 1})
+            for method in ("calid", "pixel-diffusion")]
+    pixel = rows[1]
+    assert pixel.shape_out == [5, 32, 32]
+    assert pixel.steps == rows[0].steps == 1
+    assert "UNTRAINED" in pixel.note and rows[0].note == ""
+    assert pixel.median_seconds["sample"] > 0
+    assert "encode" not in pixel.median_seconds and "decode" not in pixel.median_seconds
+    (ratio,) = speed_ratios(rows)
+    assert ratio["total_ratio"] == round(pixel.median_seconds["total"] / rows[0].median_seconds["total"], 2)
+    assert ratio["sample_ratio"] > 0
+    assert "pixel-diffusion (untrained, timing only)" in markdown_table(rows)
+
+
+def test_pixel_comparator_needs_equal_steps_for_a_ratio(tmp_path):
+    from calid.evaluation.bench import BenchRow, speed_ratios
+
+    def row(method, steps):
+        return BenchRow("3d", method, "cpu", 1, [3, 32, 32], [5, 32, 32], {"total": 1.0, "sample": 0.5}, steps=steps)
+
+    assert speed_ratios([row("calid", 2), row("pixel-diffusion", 10)]) == []
+    assert speed_ratios([row("calid", 2), row("pixel-diffusion", 2)])[0]["total_ratio"] == 1.0
+
+
+def test_pixel_comparator_is_not_a_public_method():
+    from calid.errors import InputError
+    from calid.methods.reconstruction import reconstruct
+
+    with pytest.raises(InputError, match="method must be one of"):
+        reconstruct(_tiny_stack(), factor=2, method="pixel-diffusion")

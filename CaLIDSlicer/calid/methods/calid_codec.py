@@ -1,0 +1,140 @@
+"""The image side of the calid method: acquired slices into latents, sampled latents back into the output.
+
+Also the two image-space estimates the fill can mix in: the registration guide (neighbours
+morphed into each other, then encoded) and the linear blend of the ``residual`` decoding.
+Every step works one chunk at a time (:func:`decode_chunk`) so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from calid.methods.calid_settings import CHUNK, ROUND_IMAGE_PIXELS
+from calid.methods.output_dtype import to_output_dtype
+from calid.models.preprocess import denormalise, normalise
+from calid.progress import Progress
+
+
+def encode_slices(autoencoder, source: np.ndarray, scale: float, device: str, progress: Progress):
+    """Latents (T, Z, C, h, w) of every acquired slice, normalised one chunk at a time."""
+    import torch
+
+    frames, count, height, width = source.shape
+    flat = source.reshape(frames * count, height, width)
+    chunk = decode_chunk(height, width)
+    latents = []
+    with progress.stage("encode", -(-flat.shape[0] // chunk)) as stage:
+        for first in range(0, flat.shape[0], chunk):
+            images = torch.from_numpy(normalise(flat[first : first + chunk], scale))[:, None].to(device)
+            latents.append(autoencoder.encode(images).float())
+            stage.advance()
+    return torch.cat(latents).unflatten(0, (frames, count))
+
+
+def decode_chunk(height: int, width: int) -> int:
+    """Images per autoencoder call: CHUNK at 256 x 256, fewer for larger images (bounded activations)."""
+    return max(1, min(CHUNK, ROUND_IMAGE_PIXELS // (height * width)))
+
+
+def decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress: Progress, mix=None) -> None:
+    """Decode sampled latents (S, T, M, C, h, w) and write mean (and std) over S into out[:, targets].
+
+    ``mix`` (images (T, M, Y, X) normalised, weight w): the written images are
+    (1 - w) * decoded + w * images (the registration estimate, see :data:`DEFAULT_GUIDE_BLEND`).
+    """
+    import torch
+
+    samples, frames, missing = sampled.shape[:3]
+    height, width = out.shape[-2:]
+    pairs = [(t, m) for t in range(frames) for m in range(missing)]
+    chunk = max(1, decode_chunk(height, width) // samples)
+    with progress.stage("decode", -(-len(pairs) // chunk)) as stage:
+        for first in range(0, len(pairs), chunk):
+            part = pairs[first : first + chunk]
+            ts, ms = [p[0] for p in part], [p[1] for p in part]
+            images = autoencoder.decode(sampled[:, ts, ms].flatten(0, 1), (height, width)).float().cpu()[:, 0]
+            images = images.unflatten(0, (samples, len(part)))
+            if blends is not None:
+                blend_latents, blend_images = blends
+                images = images - autoencoder.decode(blend_latents[ts, ms], (height, width)).float().cpu()[:, 0] + blend_images[ts, ms]
+            if mix is not None:
+                mix_images, weight = mix
+                images = (1 - weight) * images + weight * mix_images[ts, ms]
+            made = denormalise(images.numpy(), scale)
+            columns = [targets[m] for m in ms]
+            out[ts, columns] = to_output_dtype(made.mean(axis=0), out.dtype)
+            if std is not None:
+                std[ts, columns] = made.std(axis=0)
+            stage.advance()
+
+
+def registration_guide(autoencoder, source: np.ndarray, scale: float, factor: int, spacing: tuple, gaps: range, device: str,
+                       progress: Progress):
+    """Latents (T, M, C, h, w) and normalised images (T, M, Y, X) of the registration-based estimate of every missing slice of ``gaps``.
+
+    The same morphing as the registration baseline (:func:`calid.methods.registration.morph_between`),
+    in the order :func:`calid.methods.sampling.gap_requests` lists the missing slices.
+    """
+    import torch
+
+    from calid.methods.registration import morph_between
+
+    frames, _, height, width = source.shape
+    fractions = np.arange(1, factor) / factor
+    images = np.empty((frames, len(gaps) * (factor - 1), height, width), np.float32)
+    flat = images.reshape(-1, height, width)
+    chunk = decode_chunk(height, width)
+    latents = []
+    # one stage for morphing and encoding, so the report's stage times add up to the run's
+    with progress.stage("register", frames * len(gaps) + -(-flat.shape[0] // chunk)) as stage:
+        for t in range(frames):
+            for i, gap in enumerate(gaps):
+                morphed = morph_between(source[t, gap].astype(np.float32), source[t, gap + 1].astype(np.float32), fractions,
+                                        (float(spacing[0]), float(spacing[1])))
+                images[t, i * (factor - 1) : (i + 1) * (factor - 1)] = normalise(morphed, scale)
+                stage.advance()
+        for first in range(0, flat.shape[0], chunk):
+            latents.append(autoencoder.encode(torch.from_numpy(flat[first : first + chunk])[:, None].to(device)).float())
+            stage.advance()
+    return torch.cat(latents).unflatten(0, (frames, images.shape[1])), torch.from_numpy(images)
+
+
+def linear_blends(latents, source: np.ndarray, scale: float, factor: int, neighbours: int, gaps: range | None = None):
+    """(1 - a) * prev + a * next for every missing slice (of ``gaps``): latents (T, M, C, h, w) and normalised images (T, M, Y, X)."""
+    import torch
+
+    from calid.methods.sampling import gap_requests
+
+    contexts, fractions, _ = gap_requests(latents.shape[1], factor, neighbours, gaps)
+    before = [c[neighbours - 1] for c in contexts]
+    after = [c[neighbours] for c in contexts]
+    weight = torch.tensor(fractions, dtype=torch.float32)
+    images = torch.from_numpy(normalise(source[:, sorted(set(before + after))], scale))
+    position = {index: i for i, index in enumerate(sorted(set(before + after)))}
+
+    def blend(values, first, second):
+        w = weight.to(values.device).view(1, -1, *([1] * (values.ndim - 2)))
+        return values[:, first] * (1 - w) + values[:, second] * w
+
+    return (blend(latents, before, after),
+            blend(images, [position[i] for i in before], [position[i] for i in after]))
+
+
+def outside_view_mask(source: np.ndarray, target: int, factor: int) -> np.ndarray:
+    """(T, Y, X) True where both acquired slices around dense slice ``target`` are exactly zero.
+
+    Scanners write exact zeros outside the reconstructed field of view (the corners of a
+    circular view, padding bands); no signal can lie there between two such slices either,
+    while the autoencoder leaves a faint haze that would make synthesised slices flicker.
+    """
+    before = target // factor
+    return (source[:, before] == 0) & (source[:, min(before + 1, source.shape[1] - 1)] == 0)
+
+
+def zero_outside_view(out: np.ndarray, std: np.ndarray | None, source: np.ndarray, targets: list[int], factor: int) -> None:
+    """Set synthesised pixels (and their std) to zero outside the acquired field of view."""
+    for target in targets:
+        mask = outside_view_mask(source, target, factor)
+        out[:, target][mask] = 0
+        if std is not None:
+            std[:, target][mask] = 0

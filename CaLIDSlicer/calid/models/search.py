@@ -1,0 +1,48 @@
+"""Where models are found: ``$CALID_MODEL_DIR``, then the models bundled with the extension, then the user cache.
+
+The first folder holding ``<name>/config.json`` wins, so a site can override a bundled
+model without touching the extension (``calid models`` shows which copy runs).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from calid.errors import ModelError
+from calid.models.format import CONFIG_FILE
+
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+
+
+def user_cache_dir() -> Path:
+    """Per-user model cache: $XDG_CACHE_HOME/calid/models, else ~/.cache/calid/models."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "calid" / "models"
+
+
+def search_dirs() -> list[Path]:
+    """Folders holding model directories, in the order :func:`find_model` tries them."""
+    dirs = [Path(os.environ["CALID_MODEL_DIR"])] if os.environ.get("CALID_MODEL_DIR") else []
+    return [*dirs, BUNDLED_DIR, user_cache_dir()]
+
+
+
+def check_name(name: str) -> str:
+    """``name`` itself when it is a plain folder name (no path, no leading dot); else a ModelError."""
+    if not name or name != Path(name).name or name.startswith("."):
+        raise ModelError(f"model name must be a plain name such as 'calid-vae', not {name!r}")
+    return name
+
+
+def find_model(name: str) -> Path:
+    """The first directory named ``name`` holding a config.json, along :func:`search_dirs`."""
+    check_name(name)
+    looked = [folder / name for folder in search_dirs()]
+    for candidate in looked:
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    raise ModelError(
+        f"model {name!r} is not installed (looked in {', '.join(map(str, looked))}); "
+        f"get it with `calid models fetch {name}`, or offline with `calid models import PATH`"
+    )

@@ -1,0 +1,202 @@
+"""Public API ``segment(volume)``: RV, LV myocardium and LV blood pool on every slice and frame.
+
+Each slice is resampled in-plane to the network's pixel size (hearts then have
+the same size in pixels whatever the scanner), labelled by a 2D network in
+overlapping windows of its training crop size (whole-slice inference shifts its
+instance-norm statistics: val Dice of the myocardium fell from 0.87 to 0.81), and
+the class probabilities are resampled linearly back to the input's own grid before
+the argmax, so the labels lie exactly over the input (same shape, spacing, origin,
+direction) without the staircase of nearest-neighbour label resampling.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from calid.errors import InputError
+from calid.segmentation.labels import CARDIAC_STRUCTURES
+from calid.io.volume import Volume
+
+if TYPE_CHECKING:
+    import torch
+
+    from calid.progress import Progress, ProgressMode
+
+#: The bundled model :func:`segment` uses when none is named.
+DEFAULT_MODEL = "calid-segmenter-acdc"
+#: Slices (and windows) per forward pass: bounded memory on CPU, enough work per call on GPU.
+BATCH_SIZE = 16
+#: Overlap of neighbouring windows (0.25 scored 0.01 lower Dice on val).
+WINDOW_OVERLAP = 0.5
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """``labels``: uint8 ACDC label values on exactly the input's grid (and frames)."""
+
+    labels: Volume
+    model: str
+    seconds: float
+    models: tuple[dict, ...] = ()  # identity of the network used (calid.models.identity), for the report
+    device: str = "cpu"
+
+
+def to_model_grid(stack: np.ndarray, spacing_xy: tuple[float, float], pixel_size: float, *, labels: bool = False) -> np.ndarray:
+    """(Z, Y, X) slices resampled in-plane to square ``pixel_size`` pixels (first pixel centre kept).
+
+    The new grid's last pixel centre reaches at least as far as the old one, so
+    :func:`from_model_grid` never needs to extrapolate.
+    """
+    sx, sy = spacing_xy
+    size = (int(np.ceil((stack.shape[2] - 1) * sx / pixel_size)) + 1, int(np.ceil((stack.shape[1] - 1) * sy / pixel_size)) + 1)
+    return _resample(stack, (sx, sy), size, (pixel_size, pixel_size), linear=not labels)
+
+
+def from_model_grid(values: np.ndarray, pixel_size: float, shape_yx: tuple[int, int], spacing_xy: tuple[float, float]) -> np.ndarray:
+    """(Z, y, x[, C]) values on the model grid -> (Z, Y, X[, C]) on the original grid, linearly."""
+    size = (shape_yx[1], shape_yx[0])
+    return _resample(values, (pixel_size, pixel_size), size, spacing_xy, linear=True)
+
+
+def _resample(array: np.ndarray, spacing_xy, size_xy, new_spacing_xy, *, linear: bool) -> np.ndarray:
+    """In-plane resampling of every slice with SimpleITK (slices are 1 'mm' apart and stay put)."""
+    import SimpleITK as sitk
+
+    vector = array.ndim == 4
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=vector)
+    image.SetSpacing((float(spacing_xy[0]), float(spacing_xy[1]), 1.0))
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize((int(size_xy[0]), int(size_xy[1]), array.shape[0]))
+    resampler.SetOutputSpacing((float(new_spacing_xy[0]), float(new_spacing_xy[1]), 1.0))
+    resampler.SetInterpolator(sitk.sitkLinear if linear else sitk.sitkNearestNeighbor)
+    resampler.SetUseNearestNeighborExtrapolator(True)  # the last row may lie a fraction of a pixel outside
+    return sitk.GetArrayFromImage(resampler.Execute(image))
+
+
+def normalised_frame(frame: np.ndarray, acquired: tuple[int, ...]) -> np.ndarray:
+    """Divide by the 99.5th percentile of the measured slices, as in training (:mod:`calid.models.preprocess`)."""
+    from calid.models.preprocess import intensity_scale, normalise
+
+    measured = frame[list(acquired)] if acquired else frame
+    return normalise(frame, intensity_scale(measured))
+
+
+def keep_largest_components(labels: np.ndarray) -> np.ndarray:
+    """Per structure, keep only its largest 3D-connected piece (stray blobs far from the heart go)."""
+    from scipy import ndimage
+
+    cleaned = labels.copy()
+    connectivity = ndimage.generate_binary_structure(labels.ndim, labels.ndim)
+    for item in CARDIAC_STRUCTURES:
+        components, count = ndimage.label(labels == item.value, structure=connectivity)
+        if count > 1:
+            sizes = np.bincount(components.ravel())[1:]
+            cleaned[(components > 0) & (components != 1 + int(np.argmax(sizes)))] = 0
+    return cleaned
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise InputError(f"device must be 'auto', 'cpu' or 'cuda', not {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def load_segmenter(model: str | os.PathLike | None = None, device: str = "cpu") -> tuple["torch.nn.Module", str]:
+    """(network in eval mode, model name) from a model directory or an installed model's name."""
+    from calid.models.identity import load_identified
+    from calid.models.search import find_model
+
+    path = Path(model) if model is not None and Path(model).is_dir() else find_model(str(model or DEFAULT_MODEL))
+    network, config = load_identified(path, device=device)
+    return network, f"{config.name} {config.version}"
+
+
+def segment(
+    volume: Volume,
+    *,
+    device: str = "auto",
+    model: str | os.PathLike | None = None,
+    progress: "Progress | ProgressMode | None" = None,
+    keep_largest: bool = True,
+    average_flips: bool = True,
+) -> SegmentationResult:
+    """Label every slice of a 3D stack or every frame of a cine; geometry is copied from ``volume``.
+
+    ``model`` is a model directory or installed model name (default: the bundled
+    ACDC model). ``keep_largest`` removes all but the largest piece of each
+    structure per frame; ``average_flips`` averages the probabilities of the slice
+    and its three mirror images (4x the compute, steadier borders).
+    """
+    started = time.perf_counter()
+    device = resolve_device(device)
+    network, name = load_segmenter(model, device)
+    labels = segment_array(volume, network, device=device, progress=progress, keep_largest=keep_largest,
+                           average_flips=average_flips)
+    from calid.models.identity import identity_of
+
+    identity = identity_of(network)
+    return SegmentationResult(volume.replace(array=labels), name, time.perf_counter() - started,
+                              models=(identity,) if identity else (), device=device)
+
+
+def segment_array(
+    volume: Volume, network, *, device: str = "cpu", progress=None, keep_largest: bool = True, average_flips: bool = True
+) -> np.ndarray:
+    """uint8 labels shaped like ``volume.array`` from an already loaded network."""
+    from calid.progress import as_progress
+
+    if not np.issubdtype(volume.array.dtype, np.number) or volume.array.dtype == bool:
+        raise InputError(f"volume must hold numeric intensities, not {volume.array.dtype}")
+    frames = volume.array if volume.is_cine else volume.array[None]
+    spacing_xy = (volume.spacing[0], volume.spacing[1])
+    labels = np.zeros(frames.shape, np.uint8)
+    batches_per_frame = -(-volume.n_slices // BATCH_SIZE)
+    with as_progress(progress).stage("segment", total=len(frames) * batches_per_frame) as stage:
+        for index, frame in enumerate(frames):
+            image = to_model_grid(normalised_frame(frame, volume.acquired), spacing_xy, network.pixel_size)
+            probabilities = _probabilities(network, image, device, stage, average_flips)
+            back = from_model_grid(probabilities, network.pixel_size, volume.slice_shape, spacing_xy)
+            frame_labels = np.argmax(back, axis=-1).astype(np.uint8)
+            labels[index] = keep_largest_components(frame_labels) if keep_largest else frame_labels
+    return labels if volume.is_cine else labels[0]
+
+
+def _probabilities(network, slices: np.ndarray, device: str, stage, average_flips: bool) -> np.ndarray:
+    """(Z, y, x) normalised slices -> (Z, y, x, C) softmax probabilities, batch by batch."""
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    def windowed(images: torch.Tensor) -> torch.Tensor:
+        window = (network.window, network.window)
+        logits = sliding_window_inference(images, window, BATCH_SIZE, network, overlap=WINDOW_OVERLAP, mode="gaussian")
+        return torch.softmax(logits.float(), dim=1)
+
+    flips = FLIPS if average_flips else FLIPS[:1]
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(slices), BATCH_SIZE):
+            batch = torch.from_numpy(np.ascontiguousarray(slices[start : start + BATCH_SIZE], np.float32))[:, None]
+            total = sum(_flipped(windowed(_flipped(batch.to(device), axes)), axes) for axes in flips)
+            out.append((total / len(flips)).permute(0, 2, 3, 1).cpu().numpy())
+            stage.advance()
+    return np.concatenate(out)
+
+
+#: Mirror axes averaged at inference; all 8 quarter turns and mirrors scored no better on val.
+FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+
+
+def _flipped(images: "torch.Tensor", axes: tuple[int, ...]) -> "torch.Tensor":
+    return images.flip(axes) if axes else images

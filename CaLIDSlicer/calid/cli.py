@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "bench": "bench",
     "train": "train",
+    "export-trainset": "export_trainset",
     "models": "models",
     "segment": "segment",
     "info": "info",

@@ -9,15 +9,15 @@ from calid.commands.argtypes import comma_list, positive_int
 
 HELP = "time methods side by side (per stage, median of repeats, peak memory)"
 DESCRIPTION = (
-    "Times read, reconstruct (per stage) and write for each method on a 10x256x256 stack (x4) and a "
-    "12x20x256x256 cine (x2), after one warm-up run; prints a markdown table and optionally writes JSON. "
+    "Times read, reconstruct (per stage) and write for each method on a 10x256x256 stack (x4), a "
+    "12x20x256x256 cine (x2) and (case large) a 5-frame cut of a 512x512 x 30-slice cine (x2), after one warm-up run; prints a markdown table and optionally writes JSON. "
     "Method pixel-diffusion is a bench-only UNTRAINED comparator (calid's denoiser and sampler on image slices "
     "instead of latents): with calid in the same call it prints the pixel/latent time ratio at equal --steps."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cases", type=comma_list, default=["3d", "cine"], help="comma list of: 3d, cine")
+    parser.add_argument("--cases", type=comma_list, default=["3d", "cine"], help="comma list of: 3d, cine, large (default 3d,cine)")
     parser.add_argument("--methods", type=comma_list, default=["linear", "registration", "calid"],
                         help="comma list of methods (default linear,registration,calid); also pixel-diffusion "
                              "(untrained, timing only)")
@@ -25,13 +25,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--steps", type=positive_int,
                         help="diffusion steps for calid and pixel-diffusion (default: the engine's)")
+    parser.add_argument("--guide", choices=("registration", "none"),
+                        help="calid's start (default: the engine's, registration; none needs no SimpleITK)")
+    parser.add_argument("--io", choices=("file", "npy"), default="file",
+                        help="read/write NIfTI (file, default) or .npy arrays (npy: for a machine without SimpleITK)")
+    parser.add_argument("--size", type=positive_int, metavar="PX",
+                        help="in-plane pixels of every case instead of its own (small sizes rehearse a run)")
+    parser.add_argument("--frames", type=positive_int, metavar="N", help="frames of every cine case instead of its own")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from calid.evaluation.bench import CASES, DIFFUSION_METHODS, markdown_table, ratio_lines, rows_as_dicts, run_bench, speed_ratios
+    from calid.evaluation.bench import (CASES, DIFFUSION_METHODS, cpu_stages, markdown_table, ratio_lines, rows_as_dicts,
+                                        run_bench, speed_ratios)
     from calid.commands.env import collect
     from calid.errors import InputError
     from calid.methods.reconstruction import BASELINES
@@ -43,18 +51,23 @@ def run(args: argparse.Namespace) -> int:
     bad = [m for m in args.methods if m not in known]
     if bad:
         raise InputError(f"--methods must be among {', '.join(known)}, not {', '.join(bad)}")
-    extra = {"steps": args.steps} if args.steps else None
-    rows = run_bench(args.cases, args.methods, repeats=args.repeats, device=args.device, extra=extra,
+    extra = {**({"steps": args.steps} if args.steps else {}), **({"guide": args.guide} if args.guide else {})} or None
+    rows = run_bench(args.cases, args.methods, repeats=args.repeats, device=args.device, extra=extra, io=args.io,
+                     size=args.size, frames=args.frames,
                      on_row=lambda row: print(f"done: {row.case} {row.method} {row.median_seconds['total']:.2f} s",
                                               flush=True))
     print(markdown_table(rows))
     ratios = speed_ratios(rows)
     if ratios:
         print(ratio_lines(ratios))
+    on_cpu = cpu_stages(args.methods, extra, args.io)
+    print("on the CPU whatever the device: " + "; ".join(f"{k}: {v}" for k, v in on_cpu.items()))
     if args.json:
-        from calid.io.paths import atomic_path
+        from calid.io.paths import atomic_path  # light: no SimpleITK (the device's bench --io npy writes JSON too)
 
+        document = {"environment": collect(), "rows": rows_as_dicts(rows), "ratios": ratios, "cpu_stages": on_cpu,
+                    "settings": {"io": args.io, "size": args.size, "frames": args.frames, "guide": args.guide, "repeats": args.repeats}}
         with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps({"environment": collect(), "rows": rows_as_dicts(rows), "ratios": ratios}, indent=2) + "\n")
+            tmp.write_text(json.dumps(document, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0

@@ -20,6 +20,16 @@ DESCRIPTION = (
 _existing_dir = existing("--data must be an existing folder, not {text!r}", Path.is_dir)
 
 
+def _channels(value: str) -> list[int]:
+    try:
+        widths = [int(part) for part in value.split(",")]
+    except ValueError:
+        widths = []
+    if not widths or any(w < 16 or w % 16 for w in widths):
+        raise argparse.ArgumentTypeError(f"--channels must be a comma list of multiples of 16 (GroupNorm), not {value!r}")
+    return widths
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", choices=("vae", "denoiser", "denoiser-2dt"), help="which network to train")
     parser.add_argument("--data", type=_existing_dir, action="append", required=True, help="folder of *.nii.gz stacks (repeatable)")
@@ -53,6 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="denoiser only: what the network predicts (default sample, i.e. x0)")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "calid" / "train",
                         help="where normalised slices/latents are cached between runs")
+    parser.add_argument("--channels", type=_channels, metavar="C1,C2,C3",
+                        help="vae/denoiser: network widths per level (default: the bundled model's); larger for GPU runs")
+    parser.add_argument("--minutes", type=float, metavar="M",
+                        help="stop (with a checkpoint) after M minutes of training; --resume goes on later")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
 

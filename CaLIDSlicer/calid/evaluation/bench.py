@@ -28,7 +28,13 @@ DIFFUSION_METHODS = ("calid", "calid-3d", "calid-2dt", PIXEL_METHOD)
 CASES = {
     "3d": ({"n_slices": 10, "n_frames": 1, "as_3d": True}, 4),
     "cine": ({"n_slices": 12, "n_frames": 20}, 2),
+    # a 5-frame cut of the large study (512 x 512 x 30 slices x 50 frames): the engine's rounds hold the same
+    # number of latent pixels at 5 or 50 frames, so its peak GPU memory bounds the full study's (plus latents)
+    "large": ({"n_slices": 30, "n_frames": 5, "size": (512, 512), "pixel_spacing": 0.7, "slice_spacing": 8.0}, 2),
 }
+#: How inputs are read and outputs written: "file" (NIfTI through calid.io, SimpleITK) or "npy"
+#: (numpy arrays, geometry kept in memory: for a machine without SimpleITK, e.g. a lent GPU).
+IO_MODES = ("file", "npy")
 
 
 @dataclass
@@ -72,11 +78,30 @@ def _cuda(device: str):
     return torch.cuda if device == "cuda" and torch.cuda.is_available() else None
 
 
-def _one_run(source: Path, target: Path, factor: int, method: str, device: str, extra: dict) -> dict[str, float]:
-    from calid.io.read_write import read, write
+def _npy_io(geometry):
+    """read/write of arrays as .npy, the geometry of ``geometry`` (a Volume) kept in memory."""
+    import dataclasses
+
+    import numpy as np
+
+    def read(path: Path):
+        return dataclasses.replace(geometry, array=np.load(path))
+
+    def write(volume, path: Path) -> Path:
+        np.save(path, volume.array)
+        return path
+
+    return read, write
+
+
+def _one_run(source: Path, target: Path, factor: int, method: str, device: str, extra: dict, io=None) -> dict[str, float]:
     from calid.progress import Progress
     from calid.methods.reconstruction import method_and_mode, reconstruct
 
+    if io is None:
+        from calid.io.read_write import read, write
+    else:
+        read, write = io
     times: dict[str, float] = {}
     start = time.perf_counter()
     volume = read(source)
@@ -104,23 +129,36 @@ def _one_run(source: Path, target: Path, factor: int, method: str, device: str, 
 
 
 def bench_case(case: str, method: str, folder: Path, *, repeats: int = 3, device: str = "auto",
-               extra: dict | None = None) -> BenchRow:
-    """Median stage times and peak memory of ``method`` on one case."""
+               extra: dict | None = None, io: str = "file", size: int | None = None, frames: int | None = None) -> BenchRow:
+    """Median stage times and peak memory of ``method`` on one case (``size``, ``frames``: instead of the case's)."""
     from calid.phantom.generator import make_phantom
 
     params, factor = CASES[case]
+    if size is not None:
+        params = {**params, "size": (size, size)}
+    if frames is not None and params["n_frames"] > 1:
+        params = {**params, "n_frames": frames}
     return bench_volume(case, make_phantom(**params).image, factor, method, folder, repeats=repeats, device=device,
-                        extra=extra)
+                        extra=extra, io=io)
 
 
 def bench_volume(case: str, volume, factor: int, method: str, folder: Path, *, repeats: int = 3,
-                 device: str = "auto", extra: dict | None = None) -> BenchRow:
+                 device: str = "auto", extra: dict | None = None, io: str = "file") -> BenchRow:
     """Median stage times and peak memory of ``method`` on ``volume`` (written to ``folder`` first)."""
-    from calid.io.read_write import write
     from calid.methods.reconstruction import DEFAULT_STEPS
 
-    source = write(volume, folder / f"{case}.nii.gz")
-    target = folder / f"{case}_{method}.nii.gz"
+    if io not in IO_MODES:
+        raise ValueError(f"io must be one of {', '.join(IO_MODES)}, not {io!r}")
+    if io == "npy":
+        reader_writer = _npy_io(volume)
+        source = reader_writer[1](volume, folder / f"{case}.npy")
+        target = folder / f"{case}_{method}.npy"
+    else:
+        from calid.io.read_write import write
+
+        reader_writer = None
+        source = write(volume, folder / f"{case}.nii.gz")
+        target = folder / f"{case}_{method}.nii.gz"
     if device == "auto":
         from calid.methods.calid_settings import resolve_device
 
@@ -128,12 +166,12 @@ def bench_volume(case: str, volume, factor: int, method: str, folder: Path, *, r
     extra = {"steps": DEFAULT_STEPS, **(extra or {})} if method in DIFFUSION_METHODS else {}
     if method == PIXEL_METHOD:  # the comparator takes the sampler's steps and seed only
         extra = {key: extra[key] for key in ("steps", "seed") if key in extra}
-    _one_run(source, target, factor, method, device, extra)  # warm-up
+    _one_run(source, target, factor, method, device, extra, reader_writer)  # warm-up
     cuda = _cuda(device)
     if cuda is not None:
         cuda.reset_peak_memory_stats()
     _reset_peak_host()
-    runs = [_one_run(source, target, factor, method, device, extra) for _ in range(repeats)]
+    runs = [_one_run(source, target, factor, method, device, extra, reader_writer) for _ in range(repeats)]
     medians = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     shape_out = list(volume.array.shape)
     shape_out[-3] = (shape_out[-3] - 1) * factor + 1
@@ -148,12 +186,13 @@ def bench_volume(case: str, volume, factor: int, method: str, folder: Path, *, r
 
 
 def run_bench(cases: list[str], methods: list[str], *, repeats: int = 3, device: str = "auto",
-              extra: dict | None = None, on_row=None) -> list[BenchRow]:
+              extra: dict | None = None, on_row=None, io: str = "file", size: int | None = None,
+              frames: int | None = None) -> list[BenchRow]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="calid-bench-") as tmp:
         for case in cases:
             for method in methods:
-                row = bench_case(case, method, Path(tmp), repeats=repeats, device=device, extra=extra)
+                row = bench_case(case, method, Path(tmp), repeats=repeats, device=device, extra=extra, io=io, size=size, frames=frames)
                 rows.append(row)
                 if on_row is not None:
                     on_row(row)
@@ -200,3 +239,16 @@ def ratio_lines(ratios: list[dict]) -> str:
 
 def rows_as_dicts(rows: list[BenchRow]) -> list[dict]:
     return [asdict(row) for row in rows]
+
+
+def cpu_stages(methods: list[str], extra: dict | None, io: str) -> dict[str, str]:
+    """Which timed stages run on the CPU whatever --device says (so a GPU row is read for what it is)."""
+    from calid.methods.calid_settings import DEFAULT_GUIDE
+
+    stages = {"read, write": "NIfTI through SimpleITK" if io == "file" else ".npy through numpy (no NIfTI on the device)",
+              "encode, decode": "intensity normalisation in, denormalisation and the output type out, in numpy"}
+    if "calid" in methods and (extra or {}).get("guide", DEFAULT_GUIDE) == "registration":
+        stages["register"] = "demons registration of neighbouring slices (SimpleITK, CPU only until a GPU motion guide exists)"
+    if "registration" in methods:
+        stages["interpolate (registration)"] = "SimpleITK demons, CPU only"
+    return stages

@@ -49,7 +49,9 @@ def load_models(model_dir: Path, device: str):
         raise ModelError(f"{model_dir} is a {config.kind!r} model; the calid method needs a denoiser that names its autoencoder")
     sibling = model_dir.parent / vae_name
     autoencoder, _ = load_identified(sibling if (sibling / "config.json").is_file() else find_model(vae_name), device)
-    return denoiser, autoencoder
+    from calid.models.accel import for_device  # in place: the identities recorded above stay valid
+
+    return for_device(denoiser, device), for_device(autoencoder, device)
 
 
 def _autocast(device: str):

@@ -36,7 +36,9 @@ def pixel_denoiser(device: str, seed: int = 0):
     kwargs = {**read_config(find_model(DEFAULT_MODEL)).kwargs, "latent_channels": 1}
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG as it was
         torch.manual_seed(seed)
-        return SliceDenoiser(**kwargs).to(device).eval()
+        from calid.models.accel import for_device
+
+        return for_device(SliceDenoiser(**kwargs).to(device).eval(), device)  # the same CUDA layout as calid's
 
 
 def fill_pixels(array: np.ndarray, factor: int, spacing: tuple, progress: Progress, *, steps: int,

@@ -9,7 +9,6 @@ like inference does (:mod:`calid.models.preprocess`) and stores float16 slices i
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -17,15 +16,7 @@ import numpy as np
 
 from calid.models.preprocess import intensity_scale, normalise
 from calid.evaluation.splits import Split, split_of
-
-
-@dataclass(frozen=True)
-class Stack:
-    """One normalised stack: slices (Z, Y, X) float16 and its slice spacing in mm."""
-
-    slices: np.ndarray
-    slice_spacing: float
-    source: str
+from calid.train.stack import Stack  # noqa: F401  (re-exported: the trainers import it from here)
 
 
 def stack_files(data_dirs: Iterable[str | Path], split: Split) -> list[Path]:
@@ -85,6 +76,11 @@ def cached_stacks(data_dirs: list[str], split: Split, cache_dir: Path) -> list[S
     """Stacks of ``split`` from the cache, building it on first use (keyed by the folders)."""
     import hashlib
 
+    from calid.train.trainset import is_trainset, load_trainset
+
+    if data_dirs and all(is_trainset(d) for d in data_dirs):  # compact export (calid export-trainset): no NIfTI reading
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)  # latents derived from it are cached there
+        return load_trainset(data_dirs, split)
     key = hashlib.sha256(json.dumps([str(Path(d).resolve()) for d in data_dirs]).encode()).hexdigest()[:12]
     cache_file = Path(cache_dir) / f"stacks-{split}-{key}.npz"
     if not cache_file.is_file():

@@ -105,6 +105,8 @@ def initial_denoiser(args: argparse.Namespace):
 
     if args.init is None:
         kwargs = {**DENOISER_KWARGS, "prediction_type": args.prediction}
+        if getattr(args, "channels", None):
+            kwargs["channels"] = list(args.channels)
         return SliceDenoiser(**kwargs), kwargs
     model, config = load_model(args.init)
     if config.architecture != "calid-denoiser" or config.kwargs.get("prediction_type", "sample") != args.prediction:
@@ -132,6 +134,8 @@ def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
     crop = args.crop // 4
 
     def report(step: int) -> None:
+        if not val_latents:  # a compact export of the train split alone: validation happens on the CPU later
+            return
         net = unwrap(model).eval()
         print(json.dumps({"step": step, **validation_scores(net, val_latents, net.neighbours, guides=val_guides)}), flush=True)
         net.train()
@@ -150,7 +154,7 @@ def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
 
     draw = partial(diffusion_batch, latents, args.batch, crop, kwargs["neighbours"], scheduler.num_train_timesteps,
                    augment=args.augment == "dihedral", guides=guides)
-    settings = LoopSettings(steps=args.steps, learning_rate=args.lr)
+    settings = LoopSettings(steps=args.steps, learning_rate=args.lr, minutes=getattr(args, "minutes", None))
     train(model, draw, loss_of, settings, context, args.out, args.seed, resume=args.resume, on_checkpoint=report)
     if context.is_main:
         vae_name = json.loads((autoencoder_dir(args) / "config.json").read_text())["name"]

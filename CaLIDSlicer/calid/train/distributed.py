@@ -46,6 +46,9 @@ def setup(device: str = "auto") -> DistributedContext:
 def wrap(model: torch.nn.Module, context: DistributedContext) -> torch.nn.Module:
     """DDP around the model when more than one process trains."""
     model = model.to(context.device)
+    from calid.models.accel import for_device
+
+    model = for_device(model, context.device)  # channels-last on CUDA only
     if not context.active:
         return model
     device_ids = [context.device.index] if context.device.type == "cuda" else None

@@ -28,6 +28,9 @@ class LoopSettings:
     checkpoint_every: int = 200
     log_every: int = 20
     grad_clip: float = 1.0
+    #: Wall-clock budget of this call in minutes (None: none). At the deadline the loop checkpoints and
+    #: returns, so a lent machine's call ends inside its limit; ``--resume`` goes on from there.
+    minutes: float | None = None
 
 
 def learning_rate(step: int, settings: LoopSettings) -> float:
@@ -58,11 +61,13 @@ def train(
     generator = torch.Generator().manual_seed(seed * 1_000_003 + context.rank * 7919 + start)
     losses: list[float] = []
     started = time.perf_counter()
+    deadline = None if settings.minutes is None else started + 60 * settings.minutes
     for step in range(start, settings.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, settings)
         batch = draw_batch(generator)
-        loss, logged = loss_of(model, batch)
+        with _autocast(context.device):
+            loss, logged = loss_of(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
@@ -72,8 +77,22 @@ def train(
         if context.is_main and (done % settings.log_every == 0 or done == settings.steps):
             rate = (time.perf_counter() - started) / (done - start)
             print(json.dumps({"step": done, "loss": round(losses[-1], 5), **logged, "s_per_step": round(rate, 3)}), flush=True)
-        if run_dir is not None and context.is_main and (done % settings.checkpoint_every == 0 or done == settings.steps):
+        out_of_time = deadline is not None and time.perf_counter() >= deadline
+        if run_dir is not None and context.is_main and (done % settings.checkpoint_every == 0 or done == settings.steps or out_of_time):
             save_checkpoint(run_dir, unwrap(model), optimizer, {"step": done, "seed": seed})
             if on_checkpoint is not None:
                 on_checkpoint(done)
+        if out_of_time:
+            if context.is_main:
+                print(json.dumps({"event": "deadline", "step": done, "of": settings.steps, "minutes": settings.minutes}), flush=True)
+            break
     return losses
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA (the GPU path); nothing on the CPU, whose results stay as they were."""
+    import contextlib
+
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

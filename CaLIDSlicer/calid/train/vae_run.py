@@ -29,7 +29,8 @@ def run_vae(args: argparse.Namespace, context: DistributedContext) -> None:
     stacks = cached_stacks(data, "train", args.cache_dir)
     val_stacks = cached_stacks(data, "val", args.cache_dir)
     torch.manual_seed(args.seed)
-    autoencoder = SliceAutoencoder(**VAE_KWARGS)
+    kwargs = {**VAE_KWARGS, **({"channels": args.channels} if getattr(args, "channels", None) else {})}
+    autoencoder = SliceAutoencoder(**kwargs)
     if args.freeze_encoder:
         freeze_encoder(autoencoder)
     model = wrap(autoencoder, context)
@@ -37,12 +38,14 @@ def run_vae(args: argparse.Namespace, context: DistributedContext) -> None:
     started = time.perf_counter()
 
     def report(step: int) -> None:
+        if not val_stacks:  # a compact export of the train split alone: validation happens on the CPU later
+            return
         net = unwrap(model).eval()
         score = validation_psnr(net, val_stacks)
         net.train()
         print(json.dumps({"step": step, "val_psnr": round(score, 2), "minutes": round((time.perf_counter() - started) / 60, 1)}), flush=True)
 
-    settings = LoopSettings(steps=args.steps, learning_rate=args.lr)
+    settings = LoopSettings(steps=args.steps, learning_rate=args.lr, minutes=getattr(args, "minutes", None))
     train(
         model,
         partial(slice_batch, stacks, args.batch, args.crop),
@@ -56,10 +59,10 @@ def run_vae(args: argparse.Namespace, context: DistributedContext) -> None:
     )
     if context.is_main:
         card = (
-            f"# calid-vae-acdc (training run)\n\nSliceAutoencoder {VAE_KWARGS}, {args.steps} steps, batch {args.batch}, "
+            f"# calid-vae-acdc (training run)\n\nSliceAutoencoder {kwargs}, {args.steps} steps, batch {args.batch}, "
             f"crop {args.crop}, trained on the 'train' split of {', '.join(data)}.\n"
         )
-        save_run_model(unwrap(model).cpu(), VAE_KWARGS, stacks, args.out / "model", card)
+        save_run_model(unwrap(model).cpu(), kwargs, stacks, args.out / "model", card)
 
 
 def freeze_encoder(autoencoder: torch.nn.Module) -> None:

@@ -165,7 +165,8 @@ class CaLIDParameters:
         args = ["reconstruct", str(files.input), "-o", str(files.output), "--report", str(files.report)]
         args += ["--spacing", f"{self.spacing_mm:g}"] if self.use_spacing else ["--factor", str(self.factor)]
         args += ["--method", method.value, "--mode", self.mode.value, "--seed", str(self.seed)]
-        args += ["--device", self.device.cli_value, "--progress", "json"]
+        # the scene shows the result and its overlays, so no QC figure is drawn for a temp folder
+        args += ["--device", self.device.cli_value, "--progress", "json", "--no-qc"]
         if method is Method.CALID:
             samples = max(self.quality.samples, UNCERTAINTY_SAMPLES) if self.uncertainty else self.quality.samples
             args += ["--steps", str(self.quality.steps), "--samples", str(samples)]

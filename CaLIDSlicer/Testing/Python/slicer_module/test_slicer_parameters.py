@@ -47,6 +47,7 @@ def test_arguments_parse_with_the_real_cli(tmp_path):
     assert parsed.spacing == 2.5 and parsed.factor is None
     assert (parsed.method, parsed.device, parsed.seed, parsed.mode) == ("linear", "cpu", 7, "3d")
     assert parsed.input.name == "input.seq.nrrd" and parsed.output.name == "dense.seq.nrrd"
+    assert parsed.qc is False  # the panel shows the result in the scene; no figure in its temp folder
 
 
 def test_auto_uses_calid_with_the_quality_preset_when_the_model_is_installed(tmp_path):

@@ -12,7 +12,9 @@ DESCRIPTION = (
     "Times read, reconstruct (per stage) and write for each method on a 10x256x256 stack (x4), a "
     "12x20x256x256 cine (x2) and (case large) a 5-frame cut of a 512x512 x 30-slice cine (x2), after one warm-up run; prints a markdown table and optionally writes JSON. "
     "Method pixel-diffusion is a bench-only UNTRAINED comparator (calid's denoiser and sampler on image slices "
-    "instead of latents): with calid in the same call it prints the pixel/latent time ratio at equal --steps."
+    "instead of latents): with calid in the same call it prints the pixel/latent time ratio at equal --steps. "
+    "--input times a real file too (--frames N keeps the first N frames of a cine); --segment adds the "
+    "segmentation of each dense output and prints its time over the reconstruction's."
 )
 
 
@@ -31,15 +33,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="read/write NIfTI (file, default) or .npy arrays (npy: for a machine without SimpleITK)")
     parser.add_argument("--size", type=positive_int, metavar="PX",
                         help="in-plane pixels of every case instead of its own (small sizes rehearse a run)")
-    parser.add_argument("--frames", type=positive_int, metavar="N", help="frames of every cine case instead of its own")
+    parser.add_argument("--frames", type=positive_int, metavar="N",
+                        help="frames of every cine (phantom case or --input: its first N) instead of its own")
+    parser.add_argument("--input", type=Path, action="append", default=[], metavar="FILE",
+                        help="also time a real image or cine (repeatable); --cases '' times only these")
+    parser.add_argument("--factor", type=positive_int, default=2, help="upsampling factor for --input (default 2)")
+    parser.add_argument("--segment", action="store_true",
+                        help="also time `calid segment` on each method's dense output (stage 'segment', not in total)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from calid.evaluation.bench import (CASES, DIFFUSION_METHODS, cpu_stages, markdown_table, ratio_lines, rows_as_dicts,
-                                        run_bench, speed_ratios)
+    from calid.evaluation.bench import (CASES, DIFFUSION_METHODS, cpu_stages, input_case, markdown_table, ratio_lines,
+                                        rows_as_dicts, run_bench, segment_lines, speed_ratios)
     from calid.commands.env import collect
     from calid.errors import InputError
     from calid.methods.reconstruction import BASELINES
@@ -51,12 +59,17 @@ def run(args: argparse.Namespace) -> int:
     bad = [m for m in args.methods if m not in known]
     if bad:
         raise InputError(f"--methods must be among {', '.join(known)}, not {', '.join(bad)}")
+    if args.factor < 2:
+        raise InputError(f"--factor must be at least 2, not {args.factor}")
+    inputs = [(*input_case(path, args.frames), args.factor) for path in args.input]
     extra = {**({"steps": args.steps} if args.steps else {}), **({"guide": args.guide} if args.guide else {})} or None
     rows = run_bench(args.cases, args.methods, repeats=args.repeats, device=args.device, extra=extra, io=args.io,
-                     size=args.size, frames=args.frames,
+                     size=args.size, frames=args.frames, inputs=inputs, segment=args.segment,
                      on_row=lambda row: print(f"done: {row.case} {row.method} {row.median_seconds['total']:.2f} s",
                                               flush=True))
     print(markdown_table(rows))
+    if args.segment:
+        print(segment_lines(rows))
     ratios = speed_ratios(rows)
     if ratios:
         print(ratio_lines(ratios))

@@ -94,7 +94,8 @@ def _npy_io(geometry):
     return read, write
 
 
-def _one_run(source: Path, target: Path, factor: int, method: str, device: str, extra: dict, io=None) -> dict[str, float]:
+def _one_run(source: Path, target: Path, factor: int, method: str, device: str, extra: dict, io=None,
+             segment: bool = False) -> dict[str, float]:
     from calid.progress import Progress
     from calid.methods.reconstruction import method_and_mode, reconstruct
 
@@ -125,12 +126,15 @@ def _one_run(source: Path, target: Path, factor: int, method: str, device: str, 
     write(dense, target)
     times["write"] = time.perf_counter() - start
     times["total"] = times["read"] + times["reconstruct"] + times["write"]
+    if segment:  # what `calid segment` pays on the dense output (model loading included), outside "total"
+        from calid.segmentation.inference import segment as segment_volume
+
+        times["segment"] = segment_volume(dense, device=device, progress=Progress("none")).seconds
     return times
 
 
-def bench_case(case: str, method: str, folder: Path, *, repeats: int = 3, device: str = "auto",
-               extra: dict | None = None, io: str = "file", size: int | None = None, frames: int | None = None) -> BenchRow:
-    """Median stage times and peak memory of ``method`` on one case (``size``, ``frames``: instead of the case's)."""
+def case_volume(case: str, size: int | None = None, frames: int | None = None):
+    """(phantom volume, factor) of a bench case (``size``, ``frames``: instead of the case's)."""
     from calid.phantom.generator import make_phantom
 
     params, factor = CASES[case]
@@ -138,12 +142,18 @@ def bench_case(case: str, method: str, folder: Path, *, repeats: int = 3, device
         params = {**params, "size": (size, size)}
     if frames is not None and params["n_frames"] > 1:
         params = {**params, "n_frames": frames}
-    return bench_volume(case, make_phantom(**params).image, factor, method, folder, repeats=repeats, device=device,
-                        extra=extra, io=io)
+    return make_phantom(**params).image, factor
+
+
+def bench_case(case: str, method: str, folder: Path, *, repeats: int = 3, device: str = "auto",
+               extra: dict | None = None, io: str = "file", size: int | None = None, frames: int | None = None) -> BenchRow:
+    """Median stage times and peak memory of ``method`` on one case (``size``, ``frames``: instead of the case's)."""
+    volume, factor = case_volume(case, size, frames)
+    return bench_volume(case, volume, factor, method, folder, repeats=repeats, device=device, extra=extra, io=io)
 
 
 def bench_volume(case: str, volume, factor: int, method: str, folder: Path, *, repeats: int = 3,
-                 device: str = "auto", extra: dict | None = None, io: str = "file") -> BenchRow:
+                 device: str = "auto", extra: dict | None = None, io: str = "file", segment: bool = False) -> BenchRow:
     """Median stage times and peak memory of ``method`` on ``volume`` (written to ``folder`` first)."""
     from calid.methods.reconstruction import DEFAULT_STEPS
 
@@ -166,12 +176,12 @@ def bench_volume(case: str, volume, factor: int, method: str, folder: Path, *, r
     extra = {"steps": DEFAULT_STEPS, **(extra or {})} if method in DIFFUSION_METHODS else {}
     if method == PIXEL_METHOD:  # the comparator takes the sampler's steps and seed only
         extra = {key: extra[key] for key in ("steps", "seed") if key in extra}
-    _one_run(source, target, factor, method, device, extra, reader_writer)  # warm-up
+    _one_run(source, target, factor, method, device, extra, reader_writer, segment)  # warm-up
     cuda = _cuda(device)
     if cuda is not None:
         cuda.reset_peak_memory_stats()
     _reset_peak_host()
-    runs = [_one_run(source, target, factor, method, device, extra, reader_writer) for _ in range(repeats)]
+    runs = [_one_run(source, target, factor, method, device, extra, reader_writer, segment) for _ in range(repeats)]
     medians = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     shape_out = list(volume.array.shape)
     shape_out[-3] = (shape_out[-3] - 1) * factor + 1
@@ -185,14 +195,33 @@ def bench_volume(case: str, volume, factor: int, method: str, folder: Path, *, r
     )
 
 
+def input_case(path: Path, frames: int | None = None):
+    """(case name, volume) from a real image file; a cine keeps only its first ``frames`` frames."""
+    from calid.errors import InputError
+    from calid.io.read_write import read
+
+    volume = read(path)
+    if frames is not None:
+        if not volume.is_cine:
+            raise InputError(f"--frames needs a cine input; {path} is a 3D stack")
+        frames = min(frames, volume.n_frames)
+        times = volume.frame_times[:frames] if volume.frame_times is not None else None
+        volume = volume.replace(array=volume.array[:frames], frame_times=times)
+    return Path(path).name.split(".")[0], volume
+
+
 def run_bench(cases: list[str], methods: list[str], *, repeats: int = 3, device: str = "auto",
               extra: dict | None = None, on_row=None, io: str = "file", size: int | None = None,
-              frames: int | None = None) -> list[BenchRow]:
+              frames: int | None = None, inputs: list[tuple[str, object, int]] = (),
+              segment: bool = False) -> list[BenchRow]:
+    """Every method on every phantom case (``size``, ``frames``: instead of the case's) and every (name, volume, factor) in ``inputs``."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="calid-bench-") as tmp:
-        for case in cases:
+        work = [(case, *case_volume(case, size, frames)) for case in cases] + list(inputs)
+        for case, volume, factor in work:
             for method in methods:
-                row = bench_case(case, method, Path(tmp), repeats=repeats, device=device, extra=extra, io=io, size=size, frames=frames)
+                row = bench_volume(case, volume, factor, method, Path(tmp), repeats=repeats, device=device,
+                                   extra=extra, io=io, segment=segment)
                 rows.append(row)
                 if on_row is not None:
                     on_row(row)
@@ -234,6 +263,15 @@ def ratio_lines(ratios: list[dict]) -> str:
         f"{r['case']}, {r['steps']} steps, {r['device']}: {PIXEL_LABEL} / calid = {r['total_ratio']:.2f}x total, "
         f"{r['sample_ratio']:.2f}x sample stage"
         for r in ratios
+    )
+
+
+def segment_lines(rows: list[BenchRow]) -> str:
+    """Segmentation time over reconstruction time per row (the bar: at most 1/3)."""
+    return "\n".join(
+        f"{row.case}, {row.method}, {row.device}: segment {row.median_seconds['segment']:.2f} s / reconstruct "
+        f"{row.median_seconds['reconstruct']:.2f} s = {row.median_seconds['segment'] / row.median_seconds['reconstruct']:.2f}"
+        for row in rows if "segment" in row.median_seconds
     )
 
 

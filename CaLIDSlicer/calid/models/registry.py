@@ -1,4 +1,4 @@
-"""The model registry (``Resources/Models/models.json``, path ``search.REGISTRY_FILE``): what can be fetched, from where, with which SHA-256.
+"""The model registry (``models.json`` beside the bundled models, path ``search.REGISTRY_FILE``): what can be fetched, from where, with which SHA-256.
 
 Also lists what is installed beside it, so ``calid models`` and the Slicer panel show one table.
 """
@@ -57,7 +57,7 @@ def load_registry(registry: dict | str | os.PathLike | None = None) -> dict:
         return validate_registry(registry)
     path = Path(registry) if registry is not None else search.REGISTRY_FILE
     if registry is None and not path.is_file():
-        return {"schema_version": 1, "models": []}  # a pip wheel ships without Resources/
+        return {"schema_version": 1, "models": []}  # an engine copied without its bundled models
     try:
         return validate_registry(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, json.JSONDecodeError) as err:

@@ -1,5 +1,8 @@
 """Where models are found: ``$CALID_MODEL_DIR``, then the models bundled with the extension, then the user cache.
 
+The bundled models are ``CaLIDSlicer/Resources/Models`` in a clone or the Slicer extension,
+and ``calid/models/bundled`` in an installed wheel (setup.py copies them in at build time).
+
 The first folder holding ``<name>/config.json`` wins, so a site can override a bundled
 model without touching the extension (``calid models`` shows which copy runs).
 """
@@ -13,7 +16,11 @@ from pathlib import Path
 from calid.errors import ModelError
 from calid.models.format import CONFIG_FILE
 
-BUNDLED_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+#: The bundled models of a clone, an editable install or the Slicer extension.
+SOURCE_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+#: The same files inside an installed wheel (setup.py's PACKAGED).
+PACKAGED_DIR = Path(__file__).resolve().parent / "bundled"
+BUNDLED_DIR = PACKAGED_DIR if (PACKAGED_DIR / "models.json").is_file() else SOURCE_DIR
 #: The model registry (read and checked by :mod:`calid.models.registry`; here only for a missing model's remedy).
 REGISTRY_FILE = BUNDLED_DIR / "models.json"
 

@@ -75,3 +75,46 @@ def test_pixel_comparator_is_not_a_public_method():
 
     with pytest.raises(InputError, match="method must be one of"):
         reconstruct(_tiny_stack(), factor=2, method="pixel-diffusion")
+
+
+def _tiny_cine():
+    import numpy as np
+
+    from calid.io.volume import Volume
+
+    rng = np.random.default_rng(4)
+    return Volume(rng.integers(0, 1000, size=(3, 3, 32, 32)).astype(np.int16), spacing=(1.5, 1.5, 8.0),
+                  frame_times=(0.0, 40.0, 80.0))
+
+
+def test_bench_times_segmentation_of_a_real_file(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from calid.io.read_write import write
+    from calid.models.format import ModelConfig, save_model
+    from calid.models.segmenter import SliceSegmenter
+    from calid.segmentation.inference import DEFAULT_MODEL
+
+    tiny = {"channels": [4, 8], "strides": [2], "num_res_units": 0, "pixel_size": 2.0, "window": 8}
+    torch.manual_seed(0)
+    config = ModelConfig(DEFAULT_MODEL, "0-test", "segmenter", "calid-segmenter", kwargs=tiny)
+    save_model(SliceSegmenter(**tiny), config, tmp_path / "models" / DEFAULT_MODEL, "# tiny test model")
+    monkeypatch.setenv("CALID_MODEL_DIR", str(tmp_path / "models"))
+    source = write(_tiny_cine(), tmp_path / "cine_4d.nii.gz")
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--cases", "", "--input", str(source), "--frames", "2", "--methods", "linear",
+                 "--segment", "--repeats", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["case"] == "cine_4d" and row["shape_in"] == [2, 3, 32, 32] and row["shape_out"] == [2, 5, 32, 32]
+    times = row["median_seconds"]
+    assert times["segment"] > 0 and times["total"] == pytest.approx(times["read"] + times["reconstruct"] + times["write"], abs=1e-3)
+    assert f"segment {times['segment']:.2f} s / reconstruct" in printed
+
+
+def test_bench_frames_needs_a_cine(tmp_path, capsys):
+    from calid.io.read_write import write
+
+    source = write(_tiny_stack(), tmp_path / "stack.nii.gz")
+    assert main(["bench", "--cases", "", "--input", str(source), "--frames", "2"]) == 2
+    assert "--frames needs a cine input" in capsys.readouterr().err

@@ -15,6 +15,7 @@ may pass raw or normalised slices; the output has the input's units.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -36,8 +37,10 @@ def _unet(in_channels: int, out_channels: int, width: int) -> nn.Module:
     from monai.networks.nets import BasicUNet
 
     w = int(width)
+    # no normalisation layer: instance norm would make flows depend on the field of view
+    # (128-px training crops vs whole 256-px slices) and fails on the 1 x 1 bottom of small inputs
     return BasicUNet(spatial_dims=2, in_channels=in_channels, out_channels=out_channels,
-                     features=(w, w, 2 * w, 4 * w, 8 * w, w))
+                     features=(w, w, 2 * w, 4 * w, 8 * w, w), norm=None)
 
 
 def target_flows(f01: torch.Tensor, f10: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,6 +125,18 @@ def from_pretrained(directory: str | Path, device: str | torch.device = "cpu") -
     if not isinstance(model, MotionNet):
         raise InputError(f"{directory} holds a {config.architecture!r} model, not the motion guide (calid-motion)")
     return model
+
+
+#: Model folder name looked up by :func:`default_model` (``$CALID_MODEL_DIR``, the bundle, the user cache).
+DEFAULT_MODEL = "calid-motion-acdc"
+
+
+@lru_cache(maxsize=1)
+def default_model() -> MotionNet:
+    """The installed motion guide (loaded once per process); ModelError says how to get it."""
+    from calid.weights import find_model
+
+    return from_pretrained(find_model(DEFAULT_MODEL))
 
 
 def _checked_pairs(prev: np.ndarray, next_: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -147,3 +147,14 @@ def test_cuda_agrees_with_cpu():
     on_cpu = interpolate(model, prev, next_, [0.25, 0.5, 0.75], device="cpu")
     on_gpu = interpolate(model, prev, next_, [0.25, 0.5, 0.75], device="cuda")
     np.testing.assert_allclose(on_gpu, on_cpu, atol=2e-3)
+
+
+def test_warp_matches_monai_warp():
+    from monai.networks.blocks import Warp
+
+    from calid.models.motion import warp
+
+    torch.manual_seed(0)
+    image, ddf = torch.rand(2, 1, 20, 28), 3 * torch.randn(2, 2, 20, 28)
+    expected = Warp(mode="bilinear", padding_mode="border")(image, ddf)
+    torch.testing.assert_close(warp(image, ddf), expected, atol=1e-5, rtol=1e-5)

@@ -26,7 +26,7 @@ from calid.train.motion_data import TripletBatch
 
 @dataclass(frozen=True)
 class MotionLossWeights:
-    ssim: float = 0.5
+    ssim: float = 1.0
     warp: float = 0.2
     bending: float = 0.1
 
@@ -104,6 +104,7 @@ def run_motion(args: argparse.Namespace, device: torch.device) -> None:
     log = (out / "log.jsonl").open("a")
 
     def note(entry: dict) -> None:
+        entry = {**entry, "time": time.strftime("%H:%M:%S")}
         log.write(json.dumps(entry) + "\n")
         log.flush()
         print(json.dumps(entry), flush=True)

@@ -24,7 +24,7 @@ from calid.progress import Progress, ProgressMode, as_progress
 from calid.io.volume import Volume
 
 #: Classical methods, fastest first.
-BASELINES = ("nearest", "linear", "cubic", "registration")
+BASELINES = ("nearest", "linear", "cubic", "registration", "motion")
 #: What ``method="auto"`` falls back to when no trained CaLID model is installed
 #: (the best baseline in the README's held-out-slice table).
 BEST_BASELINE = "registration"

@@ -49,12 +49,13 @@ def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
 def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
     """Where the CaLID sampler starts (reconstruct, demo, evaluate, bench)."""
     parser.add_argument("--guide", choices=GUIDES,
-                        help="CaLID only: start the sampler from the registration-based estimate (default) or from noise")
+                        help="CaLID only: start the sampler from the registration-based estimate (default), from the learned "
+                             "motion guide's estimate (model calid-motion-acdc) or from noise")
     parser.add_argument("--guide-strength", type=float, metavar="S",
                         help=f"CaLID only: fraction of the noise schedule the guided start enters at (default {DEFAULT_GUIDE_STRENGTH})")
     parser.add_argument("--guide-blend", type=float, metavar="W",
-                        help=f"CaLID only: share of the registration estimate in each synthesised image, 0 for none "
-                             f"(default {DEFAULT_GUIDE_BLEND}; needs --guide registration)")
+                        help=f"CaLID only: share of the guide's estimate in each synthesised image, 0 for none "
+                             f"(default {DEFAULT_GUIDE_BLEND}; needs --guide registration or motion)")
     parser.add_argument("--views", type=int, choices=VIEW_COUNTS,
                         help=f"CaLID only: in-plane flips/transposes each prediction is averaged over (default {DEFAULT_VIEWS}; "
                              "1 is fastest)")

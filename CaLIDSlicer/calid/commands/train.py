@@ -7,7 +7,7 @@ from pathlib import Path
 
 from calid.commands.argtypes import existing, positive_int
 
-HELP = "train the CaLID autoencoder or latent denoiser (single process or under torchrun)"
+HELP = "train the CaLID autoencoder, latent denoiser or motion guide (single process or under torchrun)"
 DESCRIPTION = (
     "Self-supervised training on real short-axis stacks (NIfTI 3D or 4D cine). Only patients of the "
     "'train' split (calid/splits.py) are read; 'val' patients are used for the numbers logged at "
@@ -31,7 +31,7 @@ def _channels(value: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", choices=("vae", "denoiser", "denoiser-2dt"), help="which network to train")
+    parser.add_argument("model", choices=("vae", "denoiser", "denoiser-2dt", "motion"), help="which network to train")
     parser.add_argument("--data", type=_existing_dir, action="append", required=True, help="folder of *.nii.gz stacks (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, log, final model")
     parser.add_argument("--steps", type=positive_int, default=2000, help="optimizer steps in total (default 2000)")
@@ -80,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     context = setup(args.device)
     try:
-        if args.model == "vae":
+        if args.model == "motion":  # single process: the learned motion guide is small
+            from calid.train.motion import run_motion
+
+            run_motion(args, context.device)
+        elif args.model == "vae":
             from calid.train.vae_run import run_vae
 
             run_vae(args, context)

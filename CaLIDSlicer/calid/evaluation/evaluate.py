@@ -12,7 +12,9 @@ Per volume: PSNR from the mean squared error over all dropped slices; SSIM avera
 over the dropped slices; both again inside the heart box (every label of the case,
 all slices and frames, + 10 pixels) when the case has labels, else NaN; in the box also the
 contrast ratio (std of each rebuilt slice over the real one's, 1 = as much contrast and
-texture as the real slice; see :func:`calid.evaluation.metrics.contrast_ratio`). A cine also
+texture as the real slice; see :func:`calid.evaluation.metrics.contrast_ratio`) and the
+gradient ratio (mean in-plane gradient magnitude over the real one's, 1 = as sharp; see
+:func:`calid.evaluation.metrics.gradient_ratio`). A cine also
 gets the temporal consistency error of the dropped slices (wrap-around included).
 Dice / HD95 need a segmenter (:mod:`calid.segmentation.inference`) and are left out when there is none.
 """
@@ -109,12 +111,14 @@ def _image_scores(pred: np.ndarray, truth: np.ndarray, box) -> dict:
     """PSNR (pooled) and mean SSIM over the dropped slices (Z', Y, X), whole and in the box."""
     scores = {"psnr": metrics.psnr(pred, truth), "ssim": float(np.mean([metrics.ssim(p, t) for p, t in zip(pred, truth)]))}
     if box is None:
-        scores.update(psnr_heart=float("nan"), ssim_heart=float("nan"), contrast_heart=float("nan"))
+        scores.update(psnr_heart=float("nan"), ssim_heart=float("nan"), contrast_heart=float("nan"),
+                      gradient_heart=float("nan"))
         return scores
     y0, y1, x0, x1 = box
     pred_box, truth_box = pred[:, y0:y1, x0:x1], truth[:, y0:y1, x0:x1]
     scores["psnr_heart"] = metrics.psnr(pred_box, truth_box)
     scores["contrast_heart"] = metrics.contrast_ratio(pred_box, truth_box)
+    scores["gradient_heart"] = metrics.gradient_ratio(pred_box, truth_box)
     fits = min(y1 - y0, x1 - x0) >= metrics.SSIM_WINDOW
     scores["ssim_heart"] = (
         float(np.mean([metrics.ssim(p, t) for p, t in zip(pred_box, truth_box)])) if fits else float("nan")

@@ -25,6 +25,7 @@ METRICS: dict[str, str] = {
     "psnr_heart": "PSNR heart (dB)",
     "ssim_heart": "SSIM heart",
     "contrast_heart": "Contrast heart",
+    "gradient_heart": "Gradient heart",
     "dice_lv": "Dice LV",
     "dice_myo": "Dice MYO",
     "dice_rv": "Dice RV",

@@ -13,6 +13,8 @@ from calid.errors import InputError
 
 #: Method names accepted by :func:`interpolate`, fastest first.
 METHODS = ("nearest", "linear", "cubic", "registration")
+#: Methods that need a trained model (the learned motion guide, :mod:`calid.models.motion`).
+LEARNED_METHODS = ("motion",)
 
 
 def interpolate(
@@ -28,8 +30,8 @@ def interpolate(
     """
     stack = _checked_stack(stack)
     factor = _checked_factor(factor)
-    if method not in METHODS:
-        raise InputError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method not in METHODS + LEARNED_METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS + LEARNED_METHODS)}, not {method!r}")
     spacing_xy = _checked_spacing(spacing)
     if factor == 1:
         return stack.copy()
@@ -39,6 +41,10 @@ def interpolate(
         dense = _linear(stack, factor)
     elif method == "cubic":
         dense = _cubic(stack, factor)
+    elif method == "motion":
+        from calid.models.motion import default_model, motion_interpolate
+
+        dense = motion_interpolate(stack, factor, default_model())
     else:
         from calid.methods.registration import registration_interpolate
 

@@ -1,7 +1,8 @@
 """The image side of the calid method: acquired slices into latents, sampled latents back into the output.
 
-Also the two image-space estimates the fill can mix in: the registration guide (neighbours
-morphed into each other, then encoded) and the linear blend of the ``residual`` decoding.
+Also the image-space estimates the fill can mix in: the guide (neighbours morphed into each other
+by demons registration or by the learned motion guide, then encoded) and the linear blend of the
+``residual`` decoding.
 Every step works one chunk at a time (:func:`decode_chunk`) so memory stays bounded.
 """
 
@@ -75,28 +76,62 @@ def registration_guide(autoencoder, source: np.ndarray, scale: float, factor: in
     The same morphing as the registration baseline (:func:`calid.methods.registration.morph_between`),
     in the order :func:`calid.methods.sampling.gap_requests` lists the missing slices.
     """
-    import torch
-
     from calid.methods.registration import morph_between
 
     frames, _, height, width = source.shape
     fractions = np.arange(1, factor) / factor
     images = np.empty((frames, len(gaps) * (factor - 1), height, width), np.float32)
-    flat = images.reshape(-1, height, width)
-    chunk = decode_chunk(height, width)
-    latents = []
+    chunks = -(-images.shape[0] * images.shape[1] // decode_chunk(height, width))
     # one stage for morphing and encoding, so the report's stage times add up to the run's
-    with progress.stage("register", frames * len(gaps) + -(-flat.shape[0] // chunk)) as stage:
+    with progress.stage("register", frames * len(gaps) + chunks) as stage:
         for t in range(frames):
             for i, gap in enumerate(gaps):
                 morphed = morph_between(source[t, gap].astype(np.float32), source[t, gap + 1].astype(np.float32), fractions,
                                         (float(spacing[0]), float(spacing[1])))
                 images[t, i * (factor - 1) : (i + 1) * (factor - 1)] = normalise(morphed, scale)
                 stage.advance()
-        for first in range(0, flat.shape[0], chunk):
-            latents.append(autoencoder.encode(torch.from_numpy(flat[first : first + chunk])[:, None].to(device)).float())
-            stage.advance()
-    return torch.cat(latents).unflatten(0, (frames, images.shape[1])), torch.from_numpy(images)
+        return _encode_guide(autoencoder, images, device, stage)
+
+
+def motion_guide(autoencoder, motion, source: np.ndarray, scale: float, factor: int, gaps: range, device: str,
+                 progress: Progress):
+    """Like :func:`registration_guide`, with the learned motion guide (:mod:`calid.models.motion`) in place of demons.
+
+    Every pair of neighbours of every frame goes through the network in batches, at all
+    fractions at once, on ``device`` in float32 (flows in bfloat16 would be off by a quarter pixel).
+    """
+    import contextlib
+
+    import torch
+
+    from calid.models.motion import interpolate
+
+    frames, _, height, width = source.shape
+    fractions = np.arange(1, factor) / factor
+    first = np.asarray(gaps, dtype=np.intp)
+    prev = source[:, first].reshape(-1, height, width).astype(np.float32)
+    next_ = source[:, first + 1].reshape(-1, height, width).astype(np.float32)
+    chunks = -(-prev.shape[0] * (factor - 1) // decode_chunk(height, width))
+    full_precision = torch.autocast("cuda", enabled=False) if str(device).startswith("cuda") else contextlib.nullcontext()
+    with progress.stage("motion guide", 1 + chunks) as stage:
+        with full_precision:
+            warped = interpolate(motion, prev, next_, fractions, device=device)  # (T * G, F, Y, X), pair-major
+        images = normalise(warped.reshape(frames, len(gaps) * (factor - 1), height, width), scale).astype(np.float32)
+        stage.advance()
+        return _encode_guide(autoencoder, images, device, stage)
+
+
+def _encode_guide(autoencoder, images: np.ndarray, device: str, stage):
+    """(latents (T, M, C, h, w), images as a tensor) of guide images (T, M, Y, X), one decode-sized chunk at a time."""
+    import torch
+
+    flat = images.reshape(-1, *images.shape[-2:])
+    chunk = decode_chunk(*images.shape[-2:])
+    latents = []
+    for first in range(0, flat.shape[0], chunk):
+        latents.append(autoencoder.encode(torch.from_numpy(flat[first : first + chunk])[:, None].to(device)).float())
+        stage.advance()
+    return torch.cat(latents).unflatten(0, images.shape[:2]), torch.from_numpy(images)
 
 
 def linear_blends(latents, source: np.ndarray, scale: float, factor: int, neighbours: int, gaps: range | None = None):

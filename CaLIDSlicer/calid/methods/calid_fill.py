@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from calid.errors import InputError, ModelError
-from calid.methods.calid_codec import decode_into, encode_slices, linear_blends, registration_guide, zero_outside_view
+from calid.methods.calid_codec import decode_into, encode_slices, linear_blends, motion_guide, registration_guide, zero_outside_view
 from calid.methods.calid_settings import (DECODINGS, DEFAULT_DECODING, DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH,
                                           DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, ROUND_IMAGE_PIXELS, check_guide,
                                           resolve_device, sampler_settings)
@@ -52,6 +52,20 @@ def load_models(model_dir: Path, device: str):
     from calid.models.accel import for_device  # in place: the identities recorded above stay valid
 
     return for_device(denoiser, device), for_device(autoencoder, device)
+
+
+@lru_cache(maxsize=2)
+def load_motion_guide(device: str):
+    """The installed learned motion guide (:data:`calid.models.motion.DEFAULT_MODEL`) in eval mode, loaded once per device."""
+    from calid.models.identity import load_identified
+    from calid.models.motion import DEFAULT_MODEL as MOTION_MODEL
+    from calid.models.search import find_model
+
+    model, config = load_identified(find_model(MOTION_MODEL), device)
+    if config.kind != "motion":
+        raise ModelError(f"{MOTION_MODEL} is a {config.kind!r} model, not the motion guide; reinstall it with "
+                         f"'calid models fetch {MOTION_MODEL}' or use --guide registration")
+    return model.eval()
 
 
 def _autocast(device: str):
@@ -138,7 +152,7 @@ def fill_into(
     the 2D+T model and samples every frame of a missing slice together. ``outside_view``:
     keep pixels zero where both acquired neighbours are exactly zero (see :func:`outside_view_mask`).
     ``guide``/``guide_strength``: where the sampler starts (see :data:`GUIDES`); ``guide_blend``:
-    the share of the registration estimate in the final image (see :data:`DEFAULT_GUIDE_BLEND`).
+    the share of the guide's image estimate in the final image (see :data:`DEFAULT_GUIDE_BLEND`).
     ``views``: in-plane flips/transposes each prediction is averaged over (see :data:`DEFAULT_VIEWS`).
     ``used``: when given, receives the device and the identities of the models loaded (for the report).
     """
@@ -154,10 +168,11 @@ def fill_into(
     device = resolve_device(device)
     with progress.stage("load"):
         denoiser, autoencoder = load_models(_model_dir(model, mode).resolve(), device)
+        motion = load_motion_guide(device) if guide == "motion" else None
     if used is not None:
         from calid.models.identity import identity_of
 
-        used.update(device=device, models=[i for i in (identity_of(denoiser), identity_of(autoencoder)) if i])
+        used.update(device=device, models=[i for i in (identity_of(denoiser), identity_of(autoencoder), identity_of(motion)) if i])
     temporal = _check_mode(mode, denoiser, order)
     check_guide(guide, guide_strength, steps, denoiser.num_train_timesteps, guide_blend)  # the loaded model's own schedule
     settings = sampler_settings(steps, samples, order, temperature, guide_strength if guide != "none" else 1.0, views)
@@ -168,8 +183,9 @@ def fill_into(
         latents = encode_slices(autoencoder, source, scale, device, progress)
         latent_pixels = latents.shape[-1] * latents.shape[-2]
         for gaps in gap_chunks(count - 1, frames, factor, latent_pixels):
-            guide_latents, guide_images = registration_guide(autoencoder, source, scale, factor, spacing, gaps, device, progress) \
-                if guide == "registration" else (None, None)
+            guide_latents, guide_images = (None, None) if guide == "none" else \
+                motion_guide(autoencoder, motion, source, scale, factor, gaps, device, progress) if guide == "motion" else \
+                registration_guide(autoencoder, source, scale, factor, spacing, gaps, device, progress)
             sampled, targets = sample_missing(denoiser, latents, factor, float(spacing[2]), settings, generator, progress,
                                               gaps, temporal, guide_latents)
             blends = linear_blends(latents, source, scale, factor, denoiser.neighbours, gaps) if decoding == "residual" else None

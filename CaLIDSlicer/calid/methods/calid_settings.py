@@ -23,10 +23,12 @@ DEFAULT_DECODING = "direct"
 DECODINGS = ("residual", "direct")
 #: "registration": the sampler starts from the latent of the registration-based estimate
 #: (neighbours morphed into each other, :mod:`calid.methods.registration`) noised to GUIDE_STRENGTH of
-#: the schedule, so the denoiser refines a motion-aware first guess; "none": from pure noise.
+#: the schedule, so the denoiser refines a motion-aware first guess; "motion": the same with the learned
+#: motion guide (:mod:`calid.models.motion`, model calid-motion-acdc) in place of demons; "none": from pure noise.
+#: registration stays the default: see docs/results/acdc_val_v2_tradeoff.md.
 #: On the ACDC validation patients (heart box, 2 steps) strength 0.5 gave 18.86 dB / 0.456 SSIM
 #: against 18.79 / 0.440 unguided (0.4: 18.69 / 0.457; 0.25: 18.51 / 0.455; docs/results/acdc_val_guide.md).
-GUIDES = ("registration", "none")
+GUIDES = ("registration", "motion", "none")
 DEFAULT_GUIDE = "registration"
 DEFAULT_GUIDE_STRENGTH = 0.5
 #: Share of the registration estimate in each synthesised image when the start is guided:
@@ -75,7 +77,7 @@ def check_guide(guide: str, strength: float, steps: int, timesteps: int = TRAIN_
     if guide not in GUIDES:
         raise InputError(f"guide must be one of {', '.join(GUIDES)}, not {guide!r}")
     if isinstance(blend, bool) or not isinstance(blend, (int, float)) or not 0 <= blend < 1:
-        raise InputError(f"guide blend must be a number in [0, 1) (the registration estimate's share), not {blend!r}")
+        raise InputError(f"guide blend must be a number in [0, 1) (the guide estimate's share), not {blend!r}")
     if guide == "none":
         return
     try:

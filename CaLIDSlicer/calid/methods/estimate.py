@@ -83,6 +83,8 @@ def stage_units(work: Workload) -> dict[str, dict[str, float]]:
             stages["encode"] = {"encode": work.frames * work.slices}
             if work.guide == "registration":
                 stages["register"] = {"register_gap": work.gaps, "register_slice": work.synthesized}
+            elif work.guide == "motion":  # the network's own time is not calibrated yet: its images' encoding only
+                stages["motion guide"] = {"encode": work.synthesized}
             stages["sample"] = {f"sample_{work.mode}": work.synthesized * work.steps * work.samples * work.views}
             stages["decode"] = {"decode": work.synthesized * work.samples}
         elif work.method == "registration":

@@ -24,7 +24,7 @@ from calid.progress import Progress, ProgressMode, as_progress
 from calid.io.volume import Volume
 
 #: Classical methods, fastest first.
-BASELINES = ("nearest", "linear", "cubic", "registration")
+BASELINES = ("nearest", "linear", "cubic", "registration", "motion")
 #: What ``method="auto"`` falls back to when no trained CaLID model is installed
 #: (the best baseline in the README's held-out-slice table).
 BEST_BASELINE = "registration"
@@ -92,6 +92,11 @@ def _baseline_fill(method: str) -> FillFunction:
             for t, frame in enumerate(source):  # one frame at a time: float32 copies stay small
                 out[t] = to_output_dtype(interpolate(frame.astype(np.float32), factor, method=method, spacing=spacing), out.dtype)
                 stage.advance()
+        if method == "motion" and "used" in options:  # the one baseline with a network: the report names it
+            from calid.models.identity import identity_of
+            from calid.models.motion import default_model
+
+            options["used"].update(models=[i for i in (identity_of(default_model()),) if i])
         return None
 
     return fill
@@ -208,8 +213,8 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
     if isinstance(strength, bool) or not isinstance(strength, (int, float)):
         raise InputError(f"guide_strength must be a number in (0, 1], not {strength!r}")
     if guide == "none" and guide_blend:
-        raise InputError(f"guide_blend {guide_blend!r} mixes in the registration estimate, which guide 'none' does not make; "
-                         "use guide 'registration' or drop guide_blend")
+        raise InputError(f"guide_blend {guide_blend!r} mixes in the guide's estimate, which guide 'none' does not make; "
+                         "use guide 'registration' or 'motion', or drop guide_blend")
     blend = DEFAULT_GUIDE_BLEND if guide_blend is None else guide_blend
     check_guide(guide, float(strength), int(steps), blend=blend)
     views = DEFAULT_VIEWS if views is None else views
@@ -257,8 +262,8 @@ def reconstruct(
     listed in ``result.volume.synthesized``. ``steps``/``samples``/``device``/``model``/``order``
     (all missing slices at once, or one after another) steer the CaLID sampler; ``samples > 1``
     also returns a per-voxel standard deviation (``result.uncertainty``). ``guide`` ("registration",
-    the default, or "none") and ``guide_strength`` say where the sampler starts (see
-    :data:`calid.methods.calid_settings.GUIDES`); ``guide_blend`` is the registration estimate's share in the
+    the default, "motion" for the learned motion guide, or "none") and ``guide_strength`` say where the sampler starts (see
+    :data:`calid.methods.calid_settings.GUIDES`); ``guide_blend`` is the guide estimate's share in the
     synthesised images and ``views`` the in-plane flips each prediction is averaged over.
     ``rife_weights`` is the Practical-RIFE file for method "rife" (else $CALID_RIFE_WEIGHTS).
     """
@@ -280,7 +285,7 @@ def reconstruct(
     source = volume.array if volume.is_cine else volume.array[None]
     dense = np.zeros((source.shape[0], (source.shape[1] - 1) * factor + 1, *source.shape[2:]), output_dtype(source.dtype))
     used: dict = {}  # the calid fill records its device and models here
-    std = fill(source, dense, factor, volume.spacing, progress, {**options, "used": used} if options else options)
+    std = fill(source, dense, factor, volume.spacing, progress, {**options, "used": used} if options or method == "motion" else options)
     acquired = np.arange(volume.n_slices) * factor
     dense[:, acquired] = source  # measured data passes through untouched
     synthesized = tuple(sorted(set(range(dense.shape[1])) - set(acquired.tolist())))

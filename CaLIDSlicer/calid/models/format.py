@@ -39,6 +39,7 @@ ARCHITECTURE_MODULES: dict[str, str] = {
     "calid-denoiser": "calid.models.denoiser",
     "calid-denoiser-2dt": "calid.models.temporal",
     "calid-segmenter": "calid.models.segmenter",
+    "calid-motion": "calid.models.motion",
 }
 
 

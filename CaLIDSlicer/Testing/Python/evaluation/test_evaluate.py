@@ -53,7 +53,7 @@ def test_linear_is_perfect_on_a_ramp_and_only_dropped_slices_count():
     result = evaluate_case(loaded, ["linear", "nearest"])
     linear, nearest = result.rows
     assert linear["psnr"] == math.inf and linear["psnr_heart"] == math.inf
-    assert linear["contrast_heart"] == pytest.approx(1.0)
+    assert linear["contrast_heart"] == pytest.approx(1.0) and linear["gradient_heart"] == pytest.approx(1.0)
     assert linear["ssim"] == pytest.approx(1.0, abs=1e-6)
     # nearest copies the slice below: error 10 on every dropped slice, 0 on kept ones.
     scale = intensity_scale(hold_out(loaded.volume, 2).sparse)
@@ -87,7 +87,7 @@ def test_dice_and_hd95_score_the_segmentation_of_dropped_annotated_slices():
 def test_cases_without_labels_get_no_heart_box_scores():
     row = evaluate_case(ramp_case(labelled=False), ["linear"]).rows[0]
     assert math.isnan(row["psnr_heart"]) and math.isnan(row["ssim_heart"]) and row["psnr"] == math.inf
-    assert math.isnan(row["contrast_heart"])
+    assert math.isnan(row["contrast_heart"]) and math.isnan(row["gradient_heart"])
 
 
 def test_cine_rows_per_frame_with_temporal_error_and_frame_subsampling(oblique_cine):

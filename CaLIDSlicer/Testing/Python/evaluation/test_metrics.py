@@ -91,6 +91,41 @@ def test_contrast_ratio_is_the_mean_ratio_of_slice_deviations():
         metrics.contrast_ratio(truth[0], truth[0])
 
 
+def reference_mean_gradient(stack: np.ndarray) -> float:
+    """Mean in-plane gradient magnitude written out pixel by pixel (central inside, one-sided at edges)."""
+    total, count = 0.0, 0
+    z_count, rows, cols = stack.shape
+    for z in range(z_count):
+        for y in range(rows):
+            for x in range(cols):
+                if 0 < y < rows - 1:
+                    dy = (stack[z, y + 1, x] - stack[z, y - 1, x]) / 2
+                else:
+                    dy = stack[z, 1, x] - stack[z, 0, x] if y == 0 else stack[z, y, x] - stack[z, y - 1, x]
+                if 0 < x < cols - 1:
+                    dx = (stack[z, y, x + 1] - stack[z, y, x - 1]) / 2
+                else:
+                    dx = stack[z, y, 1] - stack[z, y, 0] if x == 0 else stack[z, y, x] - stack[z, y, x - 1]
+                total += (dy * dy + dx * dx) ** 0.5
+                count += 1
+    return total / count
+
+
+def test_gradient_ratio_matches_a_pixel_by_pixel_reference():
+    rng = np.random.default_rng(4)
+    truth = rng.normal(0.5, 0.2, size=(2, 7, 9))
+    pred = rng.normal(0.5, 0.1, size=(2, 7, 9))
+    expected = reference_mean_gradient(pred) / reference_mean_gradient(truth)
+    assert metrics.gradient_ratio(pred, truth) == pytest.approx(expected, rel=1e-12)
+    assert metrics.gradient_ratio(truth, truth) == pytest.approx(1.0)
+    assert metrics.gradient_ratio(2 * truth + 0.3, truth) == pytest.approx(2.0)  # twice as steep; a shift is no edge
+    blurred = (truth + np.roll(truth, 1, axis=2) + np.roll(truth, 1, axis=1)) / 3
+    assert metrics.gradient_ratio(blurred, truth) < 0.9
+    assert np.isnan(metrics.gradient_ratio(truth, np.full_like(truth, 0.4)))
+    with pytest.raises(InputError, match="stack of slices"):
+        metrics.gradient_ratio(truth[0], truth[0])
+
+
 def test_dice_counts_overlap_of_one_label():
     truth = np.zeros((6, 6), int)
     pred = np.zeros((6, 6), int)

@@ -66,7 +66,7 @@ def test_spacing_chooses_the_factor(oblique_stack):
         ({"factor": 2, "method": "magic"}, "method must be one of"),
         ({"factor": 2, "method": "linear", "samples": 4}, "apply to the calid method only"),
         ({"factor": 2, "method": "registration", "guide": "none"}, "guide apply to the calid method only"),
-        ({"factor": 2, "method": "calid", "guide": "optical-flow"}, "guide must be one of registration, none"),
+        ({"factor": 2, "method": "calid", "guide": "optical-flow"}, "guide must be one of registration, motion, none"),
         ({"factor": 2, "method": "calid", "guide_strength": 0.7}, "guide strength 0.7 with 2 steps"),
         ({"factor": 2, "method": "calid", "guide_strength": "half"}, "guide_strength must be a number"),
         ({"factor": 2, "method": "calid", "guide_blend": 1.0}, r"guide blend must be a number in \[0, 1\)"),

@@ -131,7 +131,7 @@ def test_factor_one_returns_a_copy():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(method="spline"), "method must be one of nearest, linear, cubic, registration, not 'spline'"),
+        (dict(method="spline"), "method must be one of nearest, linear, cubic, registration, motion, not 'spline'"),
         (dict(factor=0), "factor must be an integer >= 1, not 0"),
         (dict(factor=2.5), "factor must be an integer >= 1, not 2.5"),
         (dict(factor=True), "factor must be an integer >= 1, not True"),

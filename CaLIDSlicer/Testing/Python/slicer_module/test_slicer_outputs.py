@@ -17,12 +17,9 @@ from CaLIDSlicerLib.outputs import LoadedOutputs, add_output_nodes, results_rows
 
 @pytest.fixture
 def scene():
-    scene = slicer.vtkMRMLScene()
-    colors = slicer.vtkMRMLColorLogic()  # Slicer's built-in colour tables, as in the application
-    colors.SetMRMLScene(scene)
-    colors.AddDefaultColorNodes()
-    colors.SetMRMLScene(None)
-    return scene
+    from mrml_scenes import colour_scene
+
+    return colour_scene()
 
 
 def node_ids(scene) -> list[str]:

@@ -21,12 +21,9 @@ CINE_INDEX = {"index_values": ["0", "40", "80", "120"], "index_name": "time", "i
 
 @pytest.fixture
 def scene():
-    scene = slicer.vtkMRMLScene()
-    colors = slicer.vtkMRMLColorLogic()  # Slicer's built-in colour tables, as in the application
-    colors.SetMRMLScene(scene)
-    colors.AddDefaultColorNodes()
-    colors.SetMRMLScene(None)
-    return scene
+    from mrml_scenes import colour_scene
+
+    return colour_scene()
 
 
 def node_ids(scene) -> list[str]:

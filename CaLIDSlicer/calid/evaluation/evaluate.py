@@ -33,6 +33,7 @@ from calid.errors import InputError
 from calid.segmentation.labels import LV, MYO, RV
 from calid.progress import Progress, ProgressMode, as_progress
 from calid.io.volume import Volume
+from calid.methods.autoencoder_roundtrip import METHOD as ROUND_TRIP, round_trip_result
 
 INTENSITY_PERCENTILE = 99.5
 HEART_MARGIN = 10
@@ -236,8 +237,11 @@ def evaluate_case(
             "slices": held.truth.n_slices, "trimmed": held.trimmed}
     for method in methods:
         name, mode = method_and_mode(method)
-        result = reconstruct(held.sparse, factor=keep_every, method=name, mode=mode, progress=progress,
-                             **reconstruct_options(name, options or {}))
+        if name == ROUND_TRIP:  # the real slices through the autoencoder: the decoder's ceiling, not a reconstruction
+            result = round_trip_result(held.truth, options or {}, progress)
+        else:
+            result = reconstruct(held.sparse, factor=keep_every, method=name, mode=mode, progress=progress,
+                                 **reconstruct_options(name, options or {}))
         seconds = result.seconds / len(frames)  # the reconstruction alone: no segmentation, no scoring
         pred = _as_frames(result.volume.array)[:, dropped].astype(np.float32) / scale
         pred_labels = None
@@ -264,6 +268,17 @@ def evaluate_case(
             out.temporal.append({**base, "method": method, "frames": len(frames),
                                  "temporal_error": metrics.temporal_consistency_error(pred, truth)})
     return out
+
+
+def check_methods(methods: list[str]) -> None:
+    """Refuse an unknown method name before any case is loaded (the message lists every name ``evaluate`` takes)."""
+    from calid.methods.reconstruction import BASELINES, MODE_VARIANTS, PEERS
+
+    known = ("auto", "calid", *MODE_VARIANTS, *BASELINES, *PEERS, ROUND_TRIP)
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise InputError(f"unknown method(s) {', '.join(map(repr, unknown))}; choose from {', '.join(known)} "
+                         f"('{ROUND_TRIP}' scores the autoencoder's round trip of the real slices)")
 
 
 def _check_peers(methods: list[str], options: dict) -> None:
@@ -294,6 +309,7 @@ def evaluate(
     if isinstance(frame_step, bool) or int(frame_step) != frame_step or frame_step < 1:
         raise InputError(f"frame step must be a positive integer, not {frame_step!r}")
     keep_every = check_keep_every(keep_every)
+    check_methods(methods)
     _check_peers(methods, options or {})
     progress = as_progress(progress)
     segmenter = Segmenter((options or {}).get("device")) if dice else None

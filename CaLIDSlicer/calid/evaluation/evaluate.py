@@ -127,15 +127,18 @@ def _image_scores(pred: np.ndarray, truth: np.ndarray, box) -> dict:
     return scores
 
 
-def _segment_scores(pred_labels, true_labels, annotated, structures, spacing_yx) -> dict:
-    """Dice pooled over annotated dropped slices, HD95 averaged over them, per structure."""
+def _segment_scores(pred_labels, true_labels, annotated: dict, spacing_yx) -> dict:
+    """Dice pooled over the dropped slices where each structure was contoured, HD95 averaged over them.
+
+    ``annotated``: structure value -> (Z,) mask of the slices where experts contoured it.
+    """
     scores = {}
-    for value in structures:
+    for value, drawn in annotated.items():
         key = STRUCTURE_KEYS[value]
-        if not annotated.any():
+        if not drawn.any():
             scores[f"dice_{key}"] = scores[f"hd95_{key}"] = float("nan")
             continue
-        pred, true = pred_labels[annotated], true_labels[annotated]
+        pred, true = pred_labels[drawn], true_labels[drawn]
         scores[f"dice_{key}"] = metrics.dice(pred, true, value)
         distances = [metrics.hd95(p, t, value, spacing_yx) for p, t in zip(pred, true)]
         finite = [d for d in distances if np.isfinite(d)]
@@ -203,7 +206,8 @@ def _every_nth_frame(loaded: LoadedCase, step: int) -> tuple[LoadedCase, list[in
     labels = None if loaded.labels is None else loaded.labels[frames]
     annotated = None if loaded.annotated is None else loaded.annotated[frames]
     cut = volume.replace(array=volume.array[frames], frame_times=times)
-    return LoadedCase(loaded.case, cut, labels, annotated, loaded.structures), frames
+    narrowed = {value: mask[frames] for value, mask in loaded.structure_annotated.items()}
+    return LoadedCase(loaded.case, cut, labels, annotated, loaded.structures, narrowed), frames
 
 
 def evaluate_case(
@@ -232,7 +236,8 @@ def evaluate_case(
     if loaded.labels is not None and loaded.labels.any():
         box = metrics.heart_box(loaded.labels, HEART_MARGIN)
         labels = _as_frames(loaded.labels)[:, : held.truth.n_slices][:, dropped]
-        annotated = loaded.annotated.reshape(len(frames), -1)[:, : held.truth.n_slices][:, dropped]
+        annotated = {value: loaded.annotation_of(value).reshape(len(frames), -1)[:, : held.truth.n_slices][:, dropped]
+                     for value in loaded.structures}
     base = {"case": case.name, "patient": case.patient, "group": case.group, "kind": case.kind,
             "slices": held.truth.n_slices, "trimmed": held.trimmed}
     for method in methods:
@@ -261,7 +266,7 @@ def evaluate_case(
             row = {**base, "frame": frame if case.kind == "cine" else None, "method": method,
                    "seconds": seconds, **_image_scores(pred[t], truth[t], box)}
             if pred_labels is not None:
-                row.update(_segment_scores(pred_labels[t], labels[t], annotated[t], loaded.structures,
+                row.update(_segment_scores(pred_labels[t], labels[t], {v: a[t] for v, a in annotated.items()},
                                            loaded.volume.spacing[1::-1]))
             out.rows.append(row)
         if case.kind == "cine" and len(frames) > 1:

@@ -84,6 +84,24 @@ def test_dice_and_hd95_score_the_segmentation_of_dropped_annotated_slices():
     assert "dice_rv" not in row  # only the structures the case has contours for
 
 
+def test_a_structure_is_scored_only_on_slices_where_it_was_contoured():
+    """A slice drawn for LV but not for MYO (Sunnybrook ES) leaves MYO unscored instead of counting it all wrong."""
+    loaded = ramp_case()
+    loaded.labels[1, 4:8, 4:8] = 3  # dropped slice 1: LV drawn, MYO not
+    loaded.labels[3, 4:8, 4:8] = 3  # dropped slice 3: LV and MYO drawn
+    loaded.labels[3, 3, 4:8] = 2
+    predicted = loaded.labels.copy()
+    predicted[1, 2, 4:8] = 2  # the segmenter finds myocardium on slice 1, where nobody drew its contour
+    only_lv = np.ones(loaded.labels.shape[0], bool)
+    only_lv[1] = False
+    narrowed = LoadedCase(loaded.case, loaded.volume, loaded.labels, loaded.annotated, (2, 3), {2: only_lv})
+    row = evaluate_case(narrowed, ["linear"], segmenter=LabelsOf(predicted)).rows[0]
+    # LabelsOf shifts every label one column: a 4-pixel myocardium line keeps 3 of its pixels
+    assert row["dice_myo"] == pytest.approx(2 * 3 / 8) and row["dice_lv"] == pytest.approx(2 * 2 * 12 / 64)
+    widened = LoadedCase(loaded.case, loaded.volume, loaded.labels, loaded.annotated, (2, 3))
+    assert evaluate_case(widened, ["linear"], segmenter=LabelsOf(predicted)).rows[0]["dice_myo"] == pytest.approx(2 * 3 / 12)
+
+
 def test_cases_without_labels_get_no_heart_box_scores():
     row = evaluate_case(ramp_case(labelled=False), ["linear"]).rows[0]
     assert math.isnan(row["psnr_heart"]) and math.isnan(row["ssim_heart"]) and row["psnr"] == math.inf

@@ -192,6 +192,28 @@ class Segmenter:
             return None
 
 
+def _segment_contoured_frames(segmenter, volume: Volume, annotated: dict) -> np.ndarray | None:
+    """(T, Z, Y, X) labels of ``volume``, segmenting only the frames with a contour on a dropped slice.
+
+    Frames are segmented independently, so leaving out the others changes no score; Sunnybrook
+    cines have contours on 2 frames of about 20, which makes their evaluation ~10x cheaper.
+    Frames not segmented hold zeros (they are never scored).
+    """
+    wanted = [t for t in range(volume.n_frames) if any(mask[t].any() for mask in annotated.values())]
+    if not volume.is_cine or len(wanted) == volume.n_frames:
+        segmented = segmenter(volume)
+        return None if segmented is None else _as_frames(segmented)
+    labels = np.zeros(volume.array.shape, np.uint8)
+    if not wanted:
+        return labels
+    times = tuple(volume.frame_times[t] for t in wanted) if volume.frame_times else None
+    segmented = segmenter(volume.replace(array=volume.array[wanted], frame_times=times))
+    if segmented is None:
+        return None
+    labels[wanted] = segmented
+    return labels
+
+
 def _as_frames(array: np.ndarray) -> np.ndarray:
     return array if array.ndim == 4 else array[None]
 
@@ -254,8 +276,8 @@ def evaluate_case(
                "stage_seconds": dict(result.stage_seconds)}
         if labels is not None and segmenter is not None and segmenter.available:
             segment_started = time.perf_counter()
-            segmented = segmenter(result.volume)
-            pred_labels = None if segmented is None else _as_frames(segmented)[:, dropped]
+            segmented = _segment_contoured_frames(segmenter, result.volume, annotated)
+            pred_labels = None if segmented is None else segmented[:, dropped]
             if segmented is not None:
                 run["stage_seconds"]["segment"] = time.perf_counter() - segment_started
                 identity = getattr(segmenter, "identity", None)  # any callable that labels volumes may stand in

@@ -30,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="data folder, image file, or 'phantom'")
     parser.add_argument("--methods", type=_methods, default=_methods(DEFAULT_METHODS),
                         help=f"comma-separated methods (default {DEFAULT_METHODS}; 'calid' needs its model; "
-                             "'calid-3d' / 'calid-2dt' pin the CaLID mode on cines; 'rife' needs --rife-weights)")
+                             "'calid-3d' / 'calid-2dt' pin the CaLID mode on cines; 'rife' needs --rife-weights; "
+                             "'autoencoder' scores the real slices' round trip through CaLID's autoencoder, "
+                             "the ceiling of what its decoder can draw)")
     parser.add_argument("-k", "--keep-every", type=int, default=2, metavar="K",
                         help="keep every K-th slice and rebuild the others (default 2: 10 mm -> 20 mm -> 10 mm)")
     parser.add_argument("--split", default="test", choices=("test", "val", "train", "all"),

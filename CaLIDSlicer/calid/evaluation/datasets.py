@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -64,7 +64,9 @@ class LoadedCase:
 
     ``annotated`` is ``(Z,)`` or ``(T, Z)``: True where an expert drew contours, so
     unlabelled slices are not mistaken for empty ones. ``structures`` are the label
-    values that were contoured at all.
+    values that were contoured at all. ``structure_annotated`` narrows ``annotated`` for
+    structures drawn on fewer slices than the others (Sunnybrook: the epicardium, hence the
+    myocardium, only at ED while the endocardium is drawn at ED and ES); see :meth:`annotation_of`.
     """
 
     case: Case
@@ -72,6 +74,11 @@ class LoadedCase:
     labels: np.ndarray | None = None
     annotated: np.ndarray | None = None
     structures: tuple[int, ...] = ()
+    structure_annotated: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def annotation_of(self, structure: int) -> np.ndarray | None:
+        """Where ``structure`` was contoured (shaped like ``annotated``): its own mask if it has one, else ``annotated``."""
+        return self.structure_annotated.get(structure, self.annotated)
 
 
 def find_cases(
@@ -220,7 +227,10 @@ def _with_sunnybrook_labels(case: Case, volume: Volume, mask: np.ndarray) -> Loa
     for value, acdc_value in _SUNNYBROOK_TO_ACDC.items():
         labels[mask == value] = acdc_value
     annotated = labels.reshape(*labels.shape[:-2], -1).any(axis=-1)
-    return LoadedCase(case, volume, labels, annotated, (MYO, LV))
+    # a slice with an endocardial contour but no epicardial one (every ES slice) says nothing of the
+    # myocardium: scoring MYO there would count every predicted myocardium pixel as wrong
+    epicardium_drawn = (labels == MYO).reshape(*labels.shape[:-2], -1).any(axis=-1)
+    return LoadedCase(case, volume, labels, annotated, (MYO, LV), {MYO: epicardium_drawn})
 
 
 def _load_phantom(case: Case) -> LoadedCase:

@@ -33,6 +33,7 @@ from calid.errors import InputError
 from calid.segmentation.labels import LV, MYO, RV
 from calid.progress import Progress, ProgressMode, as_progress
 from calid.io.volume import Volume
+from calid.methods.autoencoder_roundtrip import METHOD as ROUND_TRIP, round_trip_result
 
 INTENSITY_PERCENTILE = 99.5
 HEART_MARGIN = 10
@@ -126,15 +127,18 @@ def _image_scores(pred: np.ndarray, truth: np.ndarray, box) -> dict:
     return scores
 
 
-def _segment_scores(pred_labels, true_labels, annotated, structures, spacing_yx) -> dict:
-    """Dice pooled over annotated dropped slices, HD95 averaged over them, per structure."""
+def _segment_scores(pred_labels, true_labels, annotated: dict, spacing_yx) -> dict:
+    """Dice pooled over the dropped slices where each structure was contoured, HD95 averaged over them.
+
+    ``annotated``: structure value -> (Z,) mask of the slices where experts contoured it.
+    """
     scores = {}
-    for value in structures:
+    for value, drawn in annotated.items():
         key = STRUCTURE_KEYS[value]
-        if not annotated.any():
+        if not drawn.any():
             scores[f"dice_{key}"] = scores[f"hd95_{key}"] = float("nan")
             continue
-        pred, true = pred_labels[annotated], true_labels[annotated]
+        pred, true = pred_labels[drawn], true_labels[drawn]
         scores[f"dice_{key}"] = metrics.dice(pred, true, value)
         distances = [metrics.hd95(p, t, value, spacing_yx) for p, t in zip(pred, true)]
         finite = [d for d in distances if np.isfinite(d)]
@@ -188,6 +192,28 @@ class Segmenter:
             return None
 
 
+def _segment_contoured_frames(segmenter, volume: Volume, annotated: dict) -> np.ndarray | None:
+    """(T, Z, Y, X) labels of ``volume``, segmenting only the frames with a contour on a dropped slice.
+
+    Frames are segmented independently, so leaving out the others changes no score; Sunnybrook
+    cines have contours on 2 frames of about 20, which makes their evaluation ~10x cheaper.
+    Frames not segmented hold zeros (they are never scored).
+    """
+    wanted = [t for t in range(volume.n_frames) if any(mask[t].any() for mask in annotated.values())]
+    if not volume.is_cine or len(wanted) == volume.n_frames:
+        segmented = segmenter(volume)
+        return None if segmented is None else _as_frames(segmented)
+    labels = np.zeros(volume.array.shape, np.uint8)
+    if not wanted:
+        return labels
+    times = tuple(volume.frame_times[t] for t in wanted) if volume.frame_times else None
+    segmented = segmenter(volume.replace(array=volume.array[wanted], frame_times=times))
+    if segmented is None:
+        return None
+    labels[wanted] = segmented
+    return labels
+
+
 def _as_frames(array: np.ndarray) -> np.ndarray:
     return array if array.ndim == 4 else array[None]
 
@@ -202,7 +228,8 @@ def _every_nth_frame(loaded: LoadedCase, step: int) -> tuple[LoadedCase, list[in
     labels = None if loaded.labels is None else loaded.labels[frames]
     annotated = None if loaded.annotated is None else loaded.annotated[frames]
     cut = volume.replace(array=volume.array[frames], frame_times=times)
-    return LoadedCase(loaded.case, cut, labels, annotated, loaded.structures), frames
+    narrowed = {value: mask[frames] for value, mask in loaded.structure_annotated.items()}
+    return LoadedCase(loaded.case, cut, labels, annotated, loaded.structures, narrowed), frames
 
 
 def evaluate_case(
@@ -231,13 +258,17 @@ def evaluate_case(
     if loaded.labels is not None and loaded.labels.any():
         box = metrics.heart_box(loaded.labels, HEART_MARGIN)
         labels = _as_frames(loaded.labels)[:, : held.truth.n_slices][:, dropped]
-        annotated = loaded.annotated.reshape(len(frames), -1)[:, : held.truth.n_slices][:, dropped]
+        annotated = {value: loaded.annotation_of(value).reshape(len(frames), -1)[:, : held.truth.n_slices][:, dropped]
+                     for value in loaded.structures}
     base = {"case": case.name, "patient": case.patient, "group": case.group, "kind": case.kind,
             "slices": held.truth.n_slices, "trimmed": held.trimmed}
     for method in methods:
         name, mode = method_and_mode(method)
-        result = reconstruct(held.sparse, factor=keep_every, method=name, mode=mode, progress=progress,
-                             **reconstruct_options(name, options or {}))
+        if name == ROUND_TRIP:  # the real slices through the autoencoder: the decoder's ceiling, not a reconstruction
+            result = round_trip_result(held.truth, options or {}, progress)
+        else:
+            result = reconstruct(held.sparse, factor=keep_every, method=name, mode=mode, progress=progress,
+                                 **reconstruct_options(name, options or {}))
         seconds = result.seconds / len(frames)  # the reconstruction alone: no segmentation, no scoring
         pred = _as_frames(result.volume.array)[:, dropped].astype(np.float32) / scale
         pred_labels = None
@@ -245,8 +276,8 @@ def evaluate_case(
                "stage_seconds": dict(result.stage_seconds)}
         if labels is not None and segmenter is not None and segmenter.available:
             segment_started = time.perf_counter()
-            segmented = segmenter(result.volume)
-            pred_labels = None if segmented is None else _as_frames(segmented)[:, dropped]
+            segmented = _segment_contoured_frames(segmenter, result.volume, annotated)
+            pred_labels = None if segmented is None else segmented[:, dropped]
             if segmented is not None:
                 run["stage_seconds"]["segment"] = time.perf_counter() - segment_started
                 identity = getattr(segmenter, "identity", None)  # any callable that labels volumes may stand in
@@ -257,13 +288,24 @@ def evaluate_case(
             row = {**base, "frame": frame if case.kind == "cine" else None, "method": method,
                    "seconds": seconds, **_image_scores(pred[t], truth[t], box)}
             if pred_labels is not None:
-                row.update(_segment_scores(pred_labels[t], labels[t], annotated[t], loaded.structures,
+                row.update(_segment_scores(pred_labels[t], labels[t], {v: a[t] for v, a in annotated.items()},
                                            loaded.volume.spacing[1::-1]))
             out.rows.append(row)
         if case.kind == "cine" and len(frames) > 1:
             out.temporal.append({**base, "method": method, "frames": len(frames),
                                  "temporal_error": metrics.temporal_consistency_error(pred, truth)})
     return out
+
+
+def check_methods(methods: list[str]) -> None:
+    """Refuse an unknown method name before any case is loaded (the message lists every name ``evaluate`` takes)."""
+    from calid.methods.reconstruction import BASELINES, MODE_VARIANTS, PEERS
+
+    known = ("auto", "calid", *MODE_VARIANTS, *BASELINES, *PEERS, ROUND_TRIP)
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise InputError(f"unknown method(s) {', '.join(map(repr, unknown))}; choose from {', '.join(known)} "
+                         f"('{ROUND_TRIP}' scores the autoencoder's round trip of the real slices)")
 
 
 def _check_peers(methods: list[str], options: dict) -> None:
@@ -294,6 +336,7 @@ def evaluate(
     if isinstance(frame_step, bool) or int(frame_step) != frame_step or frame_step < 1:
         raise InputError(f"frame step must be a positive integer, not {frame_step!r}")
     keep_every = check_keep_every(keep_every)
+    check_methods(methods)
     _check_peers(methods, options or {})
     progress = as_progress(progress)
     segmenter = Segmenter((options or {}).get("device")) if dice else None

@@ -69,6 +69,20 @@ def test_sunnybrook_masks_become_acdc_values_and_mark_contoured_slices(tmp_path)
     assert loaded.structures == (2, 3)
 
 
+def test_sunnybrook_myocardium_counts_as_contoured_only_where_the_epicardium_was_drawn(tmp_path):
+    """Sunnybrook experts drew the epicardium at ED only: an ES slice with an LV contour says nothing of MYO."""
+    _write(tmp_path / "SCD0000101_4d.nii.gz", np.ones((2, 3, 8, 8), np.int16))
+    mask = np.zeros((2, 3, 8, 8), np.uint8)
+    mask[0, 1, 3:5, 3:5] = 1  # ED: blood pool and myocardium
+    mask[0, 1, 2, 2:6] = 2
+    mask[1, 1, 3:5, 3:5] = 1  # ES: blood pool only
+    _write(tmp_path / "SCD0000101_lvmask_4d.nii.gz", mask)
+    (case,) = find_cases(tmp_path, "test")
+    loaded = load_case(case)
+    assert loaded.annotation_of(3).tolist() == [[False, True, False], [False, True, False]]  # LV: both frames
+    assert loaded.annotation_of(2).tolist() == [[False, True, False], [False, False, False]]  # MYO: ED only
+
+
 def test_plain_folder_gives_one_unlabelled_case_per_readable_image(tmp_path):
     _write(tmp_path / "stack.nrrd", np.zeros((4, 8, 8), np.float32))
     _write(tmp_path / "cine.nii.gz", np.zeros((3, 4, 8, 8), np.float32))

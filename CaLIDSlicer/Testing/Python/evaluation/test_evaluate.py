@@ -84,6 +84,53 @@ def test_dice_and_hd95_score_the_segmentation_of_dropped_annotated_slices():
     assert "dice_rv" not in row  # only the structures the case has contours for
 
 
+def test_a_structure_is_scored_only_on_slices_where_it_was_contoured():
+    """A slice drawn for LV but not for MYO (Sunnybrook ES) leaves MYO unscored instead of counting it all wrong."""
+    loaded = ramp_case()
+    loaded.labels[1, 4:8, 4:8] = 3  # dropped slice 1: LV drawn, MYO not
+    loaded.labels[3, 4:8, 4:8] = 3  # dropped slice 3: LV and MYO drawn
+    loaded.labels[3, 3, 4:8] = 2
+    predicted = loaded.labels.copy()
+    predicted[1, 2, 4:8] = 2  # the segmenter finds myocardium on slice 1, where nobody drew its contour
+    only_lv = np.ones(loaded.labels.shape[0], bool)
+    only_lv[1] = False
+    narrowed = LoadedCase(loaded.case, loaded.volume, loaded.labels, loaded.annotated, (2, 3), {2: only_lv})
+    row = evaluate_case(narrowed, ["linear"], segmenter=LabelsOf(predicted)).rows[0]
+    # LabelsOf shifts every label one column: a 4-pixel myocardium line keeps 3 of its pixels
+    assert row["dice_myo"] == pytest.approx(2 * 3 / 8) and row["dice_lv"] == pytest.approx(2 * 2 * 12 / 64)
+    widened = LoadedCase(loaded.case, loaded.volume, loaded.labels, loaded.annotated, (2, 3))
+    assert evaluate_case(widened, ["linear"], segmenter=LabelsOf(predicted)).rows[0]["dice_myo"] == pytest.approx(2 * 3 / 12)
+
+
+class RecordingLabels(LabelsOf):
+    """LabelsOf that also records the frames of every volume it was asked to label (frame-wise, like the segmenter)."""
+
+    def __init__(self, labels: np.ndarray) -> None:
+        super().__init__(labels)
+        self.calls: list[tuple[float, ...]] = []
+
+    def __call__(self, volume: Volume) -> np.ndarray:
+        self.calls.append(volume.frame_times)
+        index = [self.times.index(t) for t in volume.frame_times]
+        return np.roll(self.labels[index], 1, axis=-1)
+
+
+def test_only_frames_with_contours_are_segmented_and_the_scores_do_not_change(oblique_cine):
+    labels = np.zeros(oblique_cine.array.shape, np.uint8)
+    labels[1, 1, 4:9, 4:9] = 3  # frames 1 and 3 contoured (dropped slice 1), as ED and ES are in a cine
+    labels[3, 1, 5:8, 5:8] = 3
+    annotated = np.zeros(oblique_cine.array.shape[:2], bool)
+    annotated[[1, 3]] = True
+    loaded = LoadedCase(Case("cine", "p1", None, None, "cine"), oblique_cine, labels, annotated, (3,))
+    recording = RecordingLabels(labels)
+    recording.times = list(oblique_cine.frame_times)
+    cut_rows = evaluate_case(loaded, ["nearest"], segmenter=recording).rows
+    assert recording.calls == [(40.0, 120.0)]  # one call, the two contoured frames only
+    # each contoured frame scored against its own labels: squares shifted one column
+    assert cut_rows[1]["dice_lv"] == pytest.approx(2 * 20 / 50) and cut_rows[3]["dice_lv"] == pytest.approx(2 * 6 / 18)
+    assert all(math.isnan(r["dice_lv"]) for r in cut_rows[0::2])  # uncontoured frames stay unscored
+
+
 def test_cases_without_labels_get_no_heart_box_scores():
     row = evaluate_case(ramp_case(labelled=False), ["linear"]).rows[0]
     assert math.isnan(row["psnr_heart"]) and math.isnan(row["ssim_heart"]) and row["psnr"] == math.inf

@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model directory or installed model name (default: calid-segmenter-acdc)")
     parser.add_argument("--all-components", action="store_true",
                         help="keep every connected piece of a structure (default: only the largest per frame)")
-    parser.add_argument("--no-flips", action="store_true",
-                        help="one pass per slice instead of averaging 4 mirror images (4x faster, a little less accurate)")
+    parser.add_argument("--flips", type=int, choices=(1, 2, 4),
+                        help="mirror images of each slice averaged (default 1; 4: n times the time, RV Dice +0.013 on ACDC val)")
+    parser.add_argument("--no-flips", action="store_true", help="the same as --flips 1 (the default)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--progress", default="bar", choices=("bar", "json", "none"),
                         help="json: one JSON object per line on stdout (for the Slicer module)")
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if volume.is_cine and compound_suffix(args.output) != ".nii.gz" and compound_suffix(args.output) != ".nii":
         raise InputError(f"a cine's labels must be written as .nii.gz, not {args.output.name!r}")
     result = segment(volume, device=args.device, model=args.model, progress=args.progress,
-                     keep_largest=not args.all_components, average_flips=not args.no_flips)
+                     keep_largest=not args.all_components, flips=1 if args.no_flips else args.flips)
     measures = measure(result.labels, method=args.method, ed=args.ed, es=args.es) if args.measures else None
     write_segmentation(result.labels, args.output)
     if measures is not None:

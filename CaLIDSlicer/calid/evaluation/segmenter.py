@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from calid.errors import InputError
-from calid.segmentation.inference import load_segmenter, resolve_device, segment_array
+from calid.segmentation.inference import flip_count, load_segmenter, resolve_device, segment_array
 from calid.segmentation.labels import CARDIAC_STRUCTURES
 
 if TYPE_CHECKING:
@@ -27,7 +27,8 @@ def evaluate_segmenter(
     model: str | os.PathLike | None = None,
     device: str = "auto",
     keep_largest: bool = True,
-    average_flips: bool = True,
+    flips: int | None = None,
+    average_flips: bool | None = None,
     progress: "Progress | ProgressMode | None" = None,
 ) -> dict:
     """3D Dice and HD95 per structure on every labelled ED/ES stack of ``split``, and the error of
@@ -36,6 +37,7 @@ def evaluate_segmenter(
     from calid.evaluation.metrics import dice, hd95
     from calid.progress import as_progress
 
+    flips = flip_count(flips, average_flips)
     device = resolve_device(device)
     network, name = load_segmenter(model, device)
     cases = [case for case in find_cases(data_dir, split) if case.kind == "3d" and case.label_path is not None]
@@ -45,8 +47,7 @@ def evaluate_segmenter(
     with as_progress(progress).stage("evaluate segmenter", total=len(cases)) as stage:
         for case in cases:
             loaded = load_case(case)
-            predicted = segment_array(loaded.volume, network, device=device, keep_largest=keep_largest,
-                                      average_flips=average_flips)
+            predicted = segment_array(loaded.volume, network, device=device, keep_largest=keep_largest, flips=flips)
             spacing_zyx = loaded.volume.spacing[::-1]
             row = {"case": case.name, "patient": case.patient, "group": case.group, "phase": case.name[-2:]}
             for item in CARDIAC_STRUCTURES:
@@ -56,7 +57,7 @@ def evaluate_segmenter(
             pairs.setdefault(case.patient, {})[case.name[-2:]] = (predicted, loaded.labels, loaded.volume)
             stage.advance()
     return {"model": name, "split": split, "data": str(data_dir), "keep_largest": keep_largest,
-            "average_flips": average_flips,
+            "flips": flips, "average_flips": flips > 1,
             "structures": {str(s.value): s.name for s in CARDIAC_STRUCTURES},
             "summary": _summary(rows), "by_phase": {phase: _summary([r for r in rows if r["phase"] == phase])
                                                     for phase in sorted({r["phase"] for r in rows})},
@@ -108,11 +109,12 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model directory or installed name (default: the bundled model)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--no-largest", action="store_true", help="keep every connected piece of each structure")
-    parser.add_argument("--no-flips", action="store_true", help="one pass per slice, no mirror-image averaging")
+    parser.add_argument("--flips", type=int, choices=(1, 2, 4), help="mirror images averaged per slice (default: calid segment's)")
+    parser.add_argument("--no-flips", action="store_true", help="the same as --flips 1")
     parser.add_argument("--json", type=Path, help="write the full results here")
     args = parser.parse_args(argv)
     results = evaluate_segmenter(args.data, args.split, model=args.model, device=args.device,
-                                 keep_largest=not args.no_largest, average_flips=not args.no_flips, progress="bar")
+                                 keep_largest=not args.no_largest, flips=1 if args.no_flips else args.flips, progress="bar")
     results = json_safe(results)
     if args.json is not None:
         with atomic_path(args.json) as temp:

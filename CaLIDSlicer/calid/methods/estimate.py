@@ -37,7 +37,7 @@ CPU_COSTS: dict[str, float] = {
     "registration_gap": 0.0872,
     "registration_slice": 0.00374,
     "interpolate": 0.000132,
-    "segment": 0.485,
+    "segment": 0.0732,  # one pass per slice (flips=1, the default since issue 18.11)
 }
 #: Where each device's unit costs come from; None: not measured yet.
 DEVICE_COSTS: dict[str, dict[str, float] | None] = {"cpu": CPU_COSTS, "cuda": None}

@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,18 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "MODEL_CARD.md"
 MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
+
+#: A model's version: semantic MAJOR.MINOR.PATCH without leading zeros (the same rule as models.schema.json).
+SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
+
+
+def check_version(version: Any) -> str:
+    """``version`` if it is semantic "MAJOR.MINOR.PATCH" (e.g. "2.0.0"); ValueError naming the rule otherwise."""
+    if not isinstance(version, str) or SEMVER.fullmatch(version) is None:
+        raise ValueError(f"version must be semantic MAJOR.MINOR.PATCH (e.g. \"2.0.0\"), not {version!r}; "
+                         f"a model written by an older calid can be re-stamped with calid.models.versioning.set_version")
+    return version
+
 
 #: architecture name -> constructor (class or function) returning an ``nn.Module``.
 ARCHITECTURES: dict[str, Callable[..., "torch.nn.Module"]] = {}
@@ -72,6 +85,7 @@ class ModelConfig:
             value = getattr(self, key)
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"ModelConfig.{key} must be a non-empty string, not {value!r}")
+        check_version(self.version)
         for key in ("kwargs", "extra"):
             if not isinstance(getattr(self, key), dict):
                 raise ValueError(f"ModelConfig.{key} must be a dict, not {type(getattr(self, key)).__name__}")

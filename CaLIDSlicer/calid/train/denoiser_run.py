@@ -158,7 +158,7 @@ def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
     train(model, draw, loss_of, settings, context, args.out, args.seed, resume=args.resume, on_checkpoint=report)
     if context.is_main:
         vae_name = json.loads((autoencoder_dir(args) / "config.json").read_text())["name"]
-        config = ModelConfig(name="calid-denoiser-acdc", version="1", kind="denoiser", architecture="calid-denoiser",
+        config = ModelConfig(name="calid-denoiser-acdc", version="0.1.0", kind="denoiser", architecture="calid-denoiser",
                              kwargs=kwargs, extra={"autoencoder": vae_name})
         card = f"# calid-denoiser-acdc (training run)\n\nSliceDenoiser {kwargs}, {args.steps} steps, batch {args.batch}.\n"
         save_model(unwrap(model).cpu(), config, args.out / "model", card, overwrite=True)

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = model_grid_pairs(args.data, "train", network.pixel_size, args.cache_dir)
     val_cases = labelled_cases(args.data, "val")
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
-    config = ModelConfig("calid-segmenter-acdc", "1.0", "segmenter", "calid-segmenter", kwargs=kwargs)
+    config = ModelConfig("calid-segmenter-acdc", "0.1.0", "segmenter", "calid-segmenter", kwargs=kwargs)
     best_file = args.out / "best.json"  # survives --resume, so a worse network never replaces the best
     best = json.loads(best_file.read_text()) if args.resume and best_file.is_file() else {"mean": -1.0, "step": None}
     started = time.perf_counter()

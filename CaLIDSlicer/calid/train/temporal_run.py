@@ -180,7 +180,7 @@ def run_denoiser_2dt(args: argparse.Namespace, context: DistributedContext) -> N
     train(model, draw, loss_of, settings, context, args.out, args.seed, resume=args.resume, on_checkpoint=report)
     if context.is_main:
         vae_name = json.loads((autoencoder_dir(args) / "config.json").read_text())["name"]
-        config = ModelConfig(name=MODEL_NAME, version="1", kind="denoiser", architecture="calid-denoiser-2dt",
+        config = ModelConfig(name=MODEL_NAME, version="0.1.0", kind="denoiser", architecture="calid-denoiser-2dt",
                              kwargs=kwargs, extra={"autoencoder": vae_name, "initialised_from": slice_name})
         card = f"# {MODEL_NAME} (training run)\n\nTemporalSliceDenoiser {kwargs}, {args.steps} steps, {args.batch} clips per step.\n"
         save_model(unwrap(model).cpu(), config, args.out / "model", card, overwrite=True)

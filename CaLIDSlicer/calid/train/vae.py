@@ -87,5 +87,5 @@ def save_run_model(model: torch.nn.Module, kwargs: dict, stacks: list[Stack], ou
     kwargs = {**kwargs, "latent_scale": scale}
     exported = SliceAutoencoder(**kwargs)
     exported.load_state_dict(model.state_dict())
-    config = ModelConfig(name="calid-vae-acdc", version="1", kind="vae", architecture="calid-vae", kwargs=kwargs)
+    config = ModelConfig(name="calid-vae-acdc", version="0.1.0", kind="vae", architecture="calid-vae", kwargs=kwargs)
     return save_model(exported, config, out, card, overwrite=True)

@@ -23,7 +23,7 @@ def tiny_segmenter(tmp_path, monkeypatch):
     from calid.segmentation.inference import DEFAULT_MODEL
 
     torch.manual_seed(0)
-    config = ModelConfig(DEFAULT_MODEL, "0-test", "segmenter", "calid-segmenter", kwargs=TINY)
+    config = ModelConfig(DEFAULT_MODEL, "0.0.0", "segmenter", "calid-segmenter", kwargs=TINY)
     save_model(SliceSegmenter(**TINY), config, tmp_path / "models" / DEFAULT_MODEL, "# tiny test model")
     monkeypatch.setenv("CALID_MODEL_DIR", str(tmp_path / "models"))
 

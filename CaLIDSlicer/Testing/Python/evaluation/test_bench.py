@@ -97,7 +97,7 @@ def test_bench_times_segmentation_of_a_real_file(tmp_path, capsys, monkeypatch):
 
     tiny = {"channels": [4, 8], "strides": [2], "num_res_units": 0, "pixel_size": 2.0, "window": 8}
     torch.manual_seed(0)
-    config = ModelConfig(DEFAULT_MODEL, "0-test", "segmenter", "calid-segmenter", kwargs=tiny)
+    config = ModelConfig(DEFAULT_MODEL, "0.0.0", "segmenter", "calid-segmenter", kwargs=tiny)
     save_model(SliceSegmenter(**tiny), config, tmp_path / "models" / DEFAULT_MODEL, "# tiny test model")
     monkeypatch.setenv("CALID_MODEL_DIR", str(tmp_path / "models"))
     source = write(_tiny_cine(), tmp_path / "cine_4d.nii.gz")

@@ -34,8 +34,8 @@ def denoiser():
 def model_dir(tmp_path_factory, denoiser):
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(1)
-    save_model(SliceAutoencoder(**TINY_VAE), ModelConfig("tiny-vae", "1", "vae", "calid-vae", TINY_VAE), root / "tiny-vae", "# t")
-    config = ModelConfig("tiny-den", "1", "denoiser", "calid-denoiser", TINY_DENOISER, {"autoencoder": "tiny-vae"})
+    save_model(SliceAutoencoder(**TINY_VAE), ModelConfig("tiny-vae", "1.0.0", "vae", "calid-vae", TINY_VAE), root / "tiny-vae", "# t")
+    config = ModelConfig("tiny-den", "1.0.0", "denoiser", "calid-denoiser", TINY_DENOISER, {"autoencoder": "tiny-vae"})
     return save_model(denoiser, config, root / "tiny-den", "# tiny")
 
 

@@ -46,12 +46,12 @@ def models(tmp_path_factory, slice_model):
     """Folders: tiny VAE, a 3D denoiser, its 2D+T twin with zero mixers, and one with active mixers."""
     root = tmp_path_factory.mktemp("temporal-models")
     torch.manual_seed(1)
-    save_model(SliceAutoencoder(**TINY_VAE), ModelConfig("tiny-vae", "1", "vae", "calid-vae", TINY_VAE), root / "tiny-vae", "# t")
+    save_model(SliceAutoencoder(**TINY_VAE), ModelConfig("tiny-vae", "1.0.0", "vae", "calid-vae", TINY_VAE), root / "tiny-vae", "# t")
     extra = {"autoencoder": "tiny-vae"}
-    folders = {"3d": save_model(slice_model, ModelConfig("tiny-3d", "1", "denoiser", "calid-denoiser", TINY_DENOISER, extra),
+    folders = {"3d": save_model(slice_model, ModelConfig("tiny-3d", "1.0.0", "denoiser", "calid-denoiser", TINY_DENOISER, extra),
                                 root / "tiny-3d", "# t")}
     for name, mixing in (("2dt-zero", False), ("2dt", True)):
-        config = ModelConfig(f"tiny-{name}", "1", "denoiser", "calid-denoiser-2dt", {**TINY_DENOISER, "temporal_kernel": 3}, extra)
+        config = ModelConfig(f"tiny-{name}", "1.0.0", "denoiser", "calid-denoiser-2dt", {**TINY_DENOISER, "temporal_kernel": 3}, extra)
         folders[name] = save_model(_temporal_from(slice_model, mixing), config, root / f"tiny-{name}", "# t")
     return folders
 

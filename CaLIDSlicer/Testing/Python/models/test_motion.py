@@ -93,7 +93,7 @@ def test_loading_another_model_kind_is_refused(tmp_path):
     from calid.models.format import ModelConfig, save_model
 
     kwargs = {"channels": [4, 8], "strides": [2], "window": 32}
-    config = ModelConfig("seg", "0", "segmenter", "calid-segmenter", kwargs=kwargs)
+    config = ModelConfig("seg", "0.0.0", "segmenter", "calid-segmenter", kwargs=kwargs)
     save_model(SliceSegmenter(**kwargs), config, tmp_path / "seg", "card")
     with pytest.raises(InputError, match="not the motion guide"):
         from_pretrained(tmp_path / "seg")

@@ -29,7 +29,7 @@ def tiny_mlp(width: int = 5, norm: bool = False) -> torch.nn.Module:
 
 
 def tiny_config(**kwargs) -> ModelConfig:
-    return ModelConfig("tiny", "1.0", "test", "test-tiny-mlp", kwargs or {"width": 5}, {"scale": 0.18})
+    return ModelConfig("tiny", "1.0.0", "test", "test-tiny-mlp", kwargs or {"width": 5}, {"scale": 0.18})
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def clean_env(monkeypatch, tmp_path):
     return tmp_path / "xdg" / "calid" / "models"
 
 
-def registry_for(archive: Path, sha256: str, name: str = "tiny", version: str = "1.0") -> dict:
+def registry_for(archive: Path, sha256: str, name: str = "tiny", version: str = "1.0.0") -> dict:
     entry = {
         "name": name, "version": version, "kind": "test", "description": "tiny test model",
         "url": archive.as_uri(), "sha256": sha256, "size_bytes": archive.stat().st_size,
@@ -79,7 +79,7 @@ def test_weights_are_safetensors_not_pickle(saved):
     raw = (directory / model_format.WEIGHTS_FILE).read_bytes()
     header_len = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8 : 8 + header_len])
-    assert header["__metadata__"] == {"name": "tiny", "version": "1.0"}
+    assert header["__metadata__"] == {"name": "tiny", "version": "1.0.0"}
     assert not raw.startswith(b"PK") and raw[:2] != b"\x80\x02"  # neither torch zip nor pickle
     for module in (model_format, search, model_registry, fetch):
         source = Path(module.__file__).read_text()
@@ -105,7 +105,7 @@ def test_shape_mismatch_and_bad_files_are_model_errors(saved):
     (directory / model_format.CONFIG_FILE).write_text("{not json")
     with pytest.raises(ModelError, match="not a valid model config"):
         model_format.load_model(directory)
-    unknown = ModelConfig("tiny", "1.0", "test", "no-such-architecture")
+    unknown = ModelConfig("tiny", "1.0.0", "test", "no-such-architecture")
     (directory / model_format.CONFIG_FILE).write_text(unknown.to_json())
     with pytest.raises(ModelError, match="unknown architecture 'no-such-architecture'.*calid-vae"):
         model_format.load_model(directory)
@@ -116,7 +116,7 @@ def test_shape_mismatch_and_bad_files_are_model_errors(saved):
 
 def test_weights_of_another_model_are_refused(saved):
     _, directory = saved
-    (directory / model_format.CONFIG_FILE).write_text(ModelConfig("tiny", "2.0", "test", "test-tiny-mlp", {"width": 5}).to_json())
+    (directory / model_format.CONFIG_FILE).write_text(ModelConfig("tiny", "2.0.0", "test", "test-tiny-mlp", {"width": 5}).to_json())
     with pytest.raises(ModelError, match="do not belong together"):
         model_format.load_model(directory)
 
@@ -182,7 +182,7 @@ def test_import_directory_and_zip(saved, tmp_path):
 def test_import_checks_hand_downloaded_registry_model(saved, tmp_path):
     _, directory = saved
     archive = zip_dir(directory, tmp_path / "tiny.zip")
-    with pytest.raises(ModelError, match="claims to be tiny 1.0"):
+    with pytest.raises(ModelError, match="claims to be tiny 1.0.0"):
         fetch.import_model(archive, cache_dir=tmp_path / "cache", registry=registry_for(archive, "a" * 64))
     fetch.import_model(archive, cache_dir=tmp_path / "cache", registry=registry_for(archive, model_format.sha256_of(archive)))
 
@@ -237,7 +237,7 @@ def test_list_models_reports_installation(saved, tmp_path, clean_env):
     fetch.import_model(directory, cache_dir=clean_env)
     rows = {row["name"]: row for row in model_registry.list_models(registry)}
     assert rows["tiny"]["installed"] and rows["tiny"]["path"] == str(clean_env / "tiny")
-    assert rows["tiny"]["installed_version"] == "1.0"
+    assert rows["tiny"]["installed_version"] == "1.0.0"
     assert not rows["absent"]["installed"]
     unlisted = {row["name"]: row for row in model_registry.list_models({"schema_version": 1, "models": []})}
     assert unlisted["tiny"]["in_registry"] is False
@@ -278,7 +278,7 @@ def test_registry_structure_check_agrees_with_schema(tmp_path):
 def test_cli_list_info_and_import(saved, tmp_path, clean_env, capsys):
     _, directory = saved
     assert main(["models", "import", str(directory)]) == 0
-    assert f"installed tiny 1.0 (test) in {clean_env / 'tiny'}" in capsys.readouterr().out
+    assert f"installed tiny 1.0.0 (test) in {clean_env / 'tiny'}" in capsys.readouterr().out
     assert main(["models", "list", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["tiny"]["path"] == str(clean_env / "tiny")

@@ -32,7 +32,7 @@ def tiny_model(tmp_path, monkeypatch):
     from calid.models.format import ModelConfig, save_model
 
     torch.manual_seed(0)
-    config = ModelConfig(DEFAULT_MODEL, "0-test", "segmenter", "calid-segmenter", kwargs=TINY)
+    config = ModelConfig(DEFAULT_MODEL, "0.0.0", "segmenter", "calid-segmenter", kwargs=TINY)
     folder = save_model(SliceSegmenter(**TINY), config, tmp_path / "models" / DEFAULT_MODEL, "# tiny test model")
     monkeypatch.setenv("CALID_MODEL_DIR", str(tmp_path / "models"))
     return folder
@@ -44,7 +44,7 @@ def test_labels_keep_the_geometry_of_an_oblique_stack(tiny_model, oblique_stack)
     assert result.labels.same_geometry(stack)
     assert result.labels.array.shape == stack.array.shape and result.labels.array.dtype == np.uint8
     assert set(np.unique(result.labels.array)) <= {0, RV, MYO, LV}
-    assert result.labels.synthesized == (1, 3) and result.model == f"{DEFAULT_MODEL} 0-test"
+    assert result.labels.synthesized == (1, 3) and result.model == f"{DEFAULT_MODEL} 0.0.0"
 
 
 def test_a_cine_is_labelled_frame_by_frame(tiny_model, oblique_cine):

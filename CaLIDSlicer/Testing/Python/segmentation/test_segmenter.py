@@ -46,7 +46,7 @@ def test_inputs_of_the_wrong_shape_are_refused():
 def test_save_load_round_trip_gives_identical_logits(tmp_path):
     torch.manual_seed(0)
     network = SliceSegmenter(**TINY).eval()
-    config = ModelConfig("tiny-seg", "0", "segmenter", "calid-segmenter", kwargs=TINY)
+    config = ModelConfig("tiny-seg", "0.0.0", "segmenter", "calid-segmenter", kwargs=TINY)
     save_model(network, config, tmp_path / "tiny-seg", "# tiny test segmenter")
     loaded, loaded_config = load_model(tmp_path / "tiny-seg")
     images = torch.rand(2, 1, 16, 16)

@@ -37,7 +37,7 @@ def user_cache(monkeypatch, tmp_path) -> Path:
 def hand_copied_model(tmp_path) -> Path:
     """A small model folder as an offline site receives it (config, safetensors, card)."""
     torch.manual_seed(0)
-    config = ModelConfig("site-segmenter", "0.3", "segmenter", "unused-here", {"width": 4}, {})
+    config = ModelConfig("site-segmenter", "0.3.0", "segmenter", "unused-here", {"width": 4}, {})
     return save_model(torch.nn.Linear(3, 4), config, tmp_path / "usb" / "site-segmenter",
                               "# Site segmenter\nA test model.")
 
@@ -54,19 +54,19 @@ def test_listing_rows_say_where_each_model_is(tmp_path):
     bundled, cache, env_dir = tmp_path / "bundled", tmp_path / "cache", tmp_path / "env"
     listing = [
         {"name": "calid-vae-acdc", "kind": "vae", "installed": True, "path": str(bundled / "calid-vae-acdc"),
-         "installed_version": "2", "installed_kind": "vae"},
+         "installed_version": "2.0.0", "installed_kind": "vae"},
         {"name": "calid-denoiser-acdc", "kind": "denoiser", "installed": False, "path": None, "installed_version": None},
-        {"name": "mine", "installed": True, "path": str(cache / "mine"), "installed_version": "0.1",
+        {"name": "mine", "installed": True, "path": str(cache / "mine"), "installed_version": "0.1.0",
          "installed_kind": "segmenter"},
-        {"name": "site", "installed": True, "path": str(env_dir / "site"), "installed_version": "1",
+        {"name": "site", "installed": True, "path": str(env_dir / "site"), "installed_version": "1.0.0",
          "installed_kind": "denoiser-2dt"},
     ]
     rows = rows_from_listing(listing, bundled_dir=bundled, cache_dir=cache, env_dir=str(env_dir))
     assert [row.where for row in rows] == ["bundled", "not installed", "user cache", "$CALID_MODEL_DIR"]
     assert [row.installed for row in rows] == [True, False, True, True]
-    assert rows[0].text() == "calid-vae-acdc 2 (CaLID (autoencoder)): bundled"
+    assert rows[0].text() == "calid-vae-acdc 2.0.0 (CaLID (autoencoder)): bundled"
     assert rows[1].text() == "calid-denoiser-acdc (CaLID 3D): not installed"
-    assert rows[3].text() == "site 1 (CaLID 2D+T): $CALID_MODEL_DIR"
+    assert rows[3].text() == "site 1.0.0 (CaLID 2D+T): $CALID_MODEL_DIR"
 
 
 def test_the_engine_lists_the_bundled_models(user_cache):
@@ -79,11 +79,11 @@ def test_the_engine_lists_the_bundled_models(user_cache):
 def test_an_archive_with_its_checksum_is_installed_and_then_listed(user_cache, hand_copied_model):
     archive = zipped(hand_copied_model)
     message = import_model_file(archive, sha256=f"  {sha256_of(archive).upper()} ")
-    assert "installed site-segmenter 0.3" in message and "runs still use" not in message
+    assert "installed site-segmenter 0.3.0" in message and "runs still use" not in message
     assert sha256_of(user_cache / "site-segmenter" / WEIGHTS_FILE) == sha256_of(
         hand_copied_model / WEIGHTS_FILE)
     row = {row.name: row for row in list_installed()}["site-segmenter"]
-    assert row == ModelRow("site-segmenter", "segmenter", "0.3", "user cache")
+    assert row == ModelRow("site-segmenter", "segmenter", "0.3.0", "user cache")
 
 
 def test_a_chosen_config_json_imports_its_folder(user_cache, hand_copied_model):
@@ -104,7 +104,7 @@ def test_a_wrong_checksum_installs_nothing_and_says_so(user_cache, hand_copied_m
 def test_without_a_checksum_the_message_says_the_file_was_not_verified(user_cache, hand_copied_model):
     """A site's own build is not in the registry: the engine installs it, the panel says nothing vouched for it."""
     message = import_model_file(zipped(hand_copied_model))
-    assert "installed site-segmenter 0.3" in message and "no SHA-256 given" in message
+    assert "installed site-segmenter 0.3.0" in message and "no SHA-256 given" in message
     assert "runs still use" not in message  # the note must not be read as part of the install path
     assert "no SHA-256" not in import_model_file(zipped(hand_copied_model), sha256=sha256_of(
         hand_copied_model.parent / "site-segmenter.zip"))

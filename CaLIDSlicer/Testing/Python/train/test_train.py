@@ -243,7 +243,7 @@ def test_denoiser_fine_tuning_with_the_trajectory_objective_starts_from_the_give
             "prediction_type": "sample"}
     torch.manual_seed(0)
     start = tmp_path / "start"
-    save_model(SliceDenoiser(**tiny), ModelConfig(name="start", version="1", kind="denoiser", architecture="calid-denoiser",
+    save_model(SliceDenoiser(**tiny), ModelConfig(name="start", version="1.0.0", kind="denoiser", architecture="calid-denoiser",
                                                   kwargs=tiny), start, "# start\n")
     stacks = latent_stacks()
     monkeypatch.setattr(denoiser_run, "cached_latents", lambda args, split, context: stacks)
@@ -334,10 +334,10 @@ def test_denoiser_training_with_the_guided_objective_caches_guides_and_trains(tm
     from calid.models.format import ModelConfig, load_model, save_model
 
     torch.manual_seed(0)
-    vae = save_model(SliceAutoencoder(**TINY_VAE), ModelConfig("tiny-vae", "1", "vae", "calid-vae", TINY_VAE), tmp_path / "vae", "# t")
+    vae = save_model(SliceAutoencoder(**TINY_VAE), ModelConfig("tiny-vae", "1.0.0", "vae", "calid-vae", TINY_VAE), tmp_path / "vae", "# t")
     tiny = {"latent_channels": 2, "neighbours": 2, "channels": [8, 8], "num_res_blocks": 1, "norm_num_groups": 4,
             "prediction_type": "sample"}
-    start = save_model(SliceDenoiser(**tiny), ModelConfig("start", "1", "denoiser", "calid-denoiser", tiny), tmp_path / "start", "# s")
+    start = save_model(SliceDenoiser(**tiny), ModelConfig("start", "1.0.0", "denoiser", "calid-denoiser", tiny), tmp_path / "start", "# s")
     data = write_nifti_folder(tmp_path / "data", ["patient001_ED.nii.gz", "patient013_ED.nii.gz"])
     cache, out = tmp_path / "cache", tmp_path / "run"
     code = main(["train", "denoiser", "--data", str(data), "--out", str(out), "--steps", "2", "--batch", "2", "--crop", "16",

@@ -60,6 +60,10 @@ def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guide-blend", type=float, metavar="W",
                         help=f"CaLID only: share of the guide's estimate in each synthesised image, 0 for none "
                              f"(default {DEFAULT_GUIDE_BLEND}; needs --guide registration or motion)")
+    parser.add_argument("--temperature", type=float, metavar="T",
+                        help="CaLID only: scale of the sampler's starting noise, 0 to 2: 0 is the deterministic estimate "
+                             "(default with 1 sample: best PSNR, smoothest), 1 a true diffusion sample (default with "
+                             "--samples > 1: more texture, further from the truth pixel by pixel)")
     parser.add_argument("--views", type=int, choices=VIEW_COUNTS,
                         help=f"CaLID only: in-plane flips/transposes each prediction is averaged over (default {DEFAULT_VIEWS}; "
                              "1 is fastest)")
@@ -103,6 +107,7 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
         "guide_strength": args.guide_strength,
         "guide_blend": args.guide_blend,
         "views": args.views,
+        "temperature": args.temperature,
         "rife_weights": args.rife_weights,
         "progress": args.progress,
     }

@@ -17,7 +17,7 @@ import numpy as np
 
 from calid.errors import InputError
 from calid.methods.calid_settings import (DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL,
-                                          DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, check_guide)
+                                          DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, check_guide, check_temperature)
 from calid.methods.output_dtype import output_dtype, to_output_dtype
 from calid.methods.sampler_settings import VIEW_COUNTS
 from calid.progress import Progress, ProgressMode, as_progress
@@ -188,11 +188,12 @@ def resolve_mode(mode: str, method: str, volume: Volume, model: str | None = Non
 def diffusion_options(method: str, steps: int | None, samples: int | None, seed: int | None,
                       device: str, model: str | None, order: str | None = None, mode: str = "3d",
                       guide: str | None = None, guide_strength: float | None = None, guide_blend: float | None = None,
-                      views: int | None = None) -> dict:
+                      views: int | None = None, temperature: float | None = None) -> dict:
     """Options for the diffusion sampler; refuse them for methods that would ignore them."""
     if method != "calid":
         given = [name for name, value in (("steps", steps), ("samples", samples), ("order", order), ("guide", guide),
-                                          ("guide_strength", guide_strength), ("guide_blend", guide_blend), ("views", views))
+                                          ("guide_strength", guide_strength), ("guide_blend", guide_blend), ("views", views),
+                                          ("temperature", temperature))
                  if value is not None]
         if given:
             raise InputError(f"{' and '.join(given)} apply to the calid method only, not {method!r}; drop them")
@@ -222,7 +223,8 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
         raise InputError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))} (in-plane flips averaged), not {views!r}")
     return {"steps": int(steps), "samples": int(samples), "seed": seed or 0, "device": device, "model": model,
             "order": order, "mode": mode, "guide": guide, "guide_strength": float(strength),
-            "guide_blend": float(blend) if guide != "none" else 0.0, "views": int(views)}
+            "guide_blend": float(blend) if guide != "none" else 0.0, "views": int(views),
+            "temperature": check_temperature(temperature, int(samples))}
 
 
 def _peer_options(method: str, rife_weights, device: str) -> dict:
@@ -254,6 +256,7 @@ def reconstruct(
     guide_blend: float | None = None,
     views: int | None = None,
     rife_weights: str | Path | None = None,
+    temperature: float | None = None,
 ) -> ReconstructionResult:
     """Dense volume with slice spacing divided by ``factor``; acquired slices unchanged.
 
@@ -266,6 +269,7 @@ def reconstruct(
     :data:`calid.methods.calid_settings.GUIDES`); ``guide_blend`` is the guide estimate's share in the
     synthesised images and ``views`` the in-plane flips each prediction is averaged over.
     ``rife_weights`` is the Practical-RIFE file for method "rife" (else $CALID_RIFE_WEIGHTS).
+    ``temperature`` scales the sampler's starting noise (see :func:`calid.methods.calid_settings.check_temperature`).
     """
     from calid.io.validate import check_fits_in_memory, validate_volume
 
@@ -276,7 +280,7 @@ def reconstruct(
     fill = _fill_function(method)
     mode, mode_notes = resolve_mode(mode, method, volume, model)
     options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength,
-                                guide_blend, views)
+                                guide_blend, views, temperature)
     options.update(_peer_options(method, rife_weights, device))
     progress = as_progress(progress)
     earlier = dict(progress.stage_seconds)  # a shared Progress (evaluate, cohort) already holds other runs' times

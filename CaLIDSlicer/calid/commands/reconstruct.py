@@ -15,7 +15,8 @@ DESCRIPTION = (
 )
 
 from calid.commands.argtypes import upsampling_factor
-from calid.methods.calid_settings import DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_VIEWS, GUIDES
+from calid.methods.calid_settings import (DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL, DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH,
+                                          DEFAULT_VIEWS, GUIDES)
 from calid.methods.sampler_settings import VIEW_COUNTS
 
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
@@ -60,6 +61,12 @@ def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guide-blend", type=float, metavar="W",
                         help=f"CaLID only: share of the guide's estimate in each synthesised image, 0 for none "
                              f"(default {DEFAULT_GUIDE_BLEND}; needs --guide registration or motion)")
+    parser.add_argument("--guide-detail", type=float, metavar="D",
+                        help=f"CaLID only: share of the guide's fine detail (texture, edges) that replaces CaLID's own, "
+                             f"0 for none, 1 for all (default {DEFAULT_GUIDE_DETAIL}; needs --guide registration or motion)")
+    parser.add_argument("--guide-detail-mm", type=float, metavar="MM",
+                        help=f"CaLID only: width of the Gaussian that separates CaLID's coarse band from the guide's fine one "
+                             f"(default {DEFAULT_GUIDE_DETAIL_MM} mm)")
     parser.add_argument("--temperature", type=float, metavar="T",
                         help="CaLID only: scale of the sampler's starting noise, 0 to 2: 0 is the deterministic estimate "
                              "(default with 1 sample: best PSNR, smoothest), 1 a true diffusion sample (default with "
@@ -106,6 +113,8 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
         "guide": args.guide,
         "guide_strength": args.guide_strength,
         "guide_blend": args.guide_blend,
+        "guide_detail": args.guide_detail,
+        "guide_detail_mm": args.guide_detail_mm,
         "views": args.views,
         "temperature": args.temperature,
         "rife_weights": args.rife_weights,

@@ -40,10 +40,13 @@ def decode_chunk(height: int, width: int) -> int:
 def decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress: Progress, mix=None) -> None:
     """Decode sampled latents (S, T, M, C, h, w) and write mean (and std) over S into out[:, targets].
 
-    ``mix`` (images (T, M, Y, X) normalised, weight w): the written images are
-    (1 - w) * decoded + w * images (the registration estimate, see :data:`DEFAULT_GUIDE_BLEND`).
+    ``mix`` (guide images (T, M, Y, X) normalised, blend w, detail d, sigma in pixels (Y, X)): the
+    written images are (1 - w) * decoded + w * guide (see :data:`DEFAULT_GUIDE_BLEND`), then a share d
+    of their fine band replaced by the guide's (:func:`calid.methods.detail_transfer.mix_guide`).
     """
     import torch
+
+    from calid.methods.detail_transfer import mix_guide
 
     samples, frames, missing = sampled.shape[:3]
     height, width = out.shape[-2:]
@@ -59,8 +62,8 @@ def decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress
                 blend_latents, blend_images = blends
                 images = images - autoencoder.decode(blend_latents[ts, ms], (height, width)).float().cpu()[:, 0] + blend_images[ts, ms]
             if mix is not None:
-                mix_images, weight = mix
-                images = (1 - weight) * images + weight * mix_images[ts, ms]
+                mix_images, weight, detail, sigma_px = mix
+                images = mix_guide(images, mix_images[ts, ms], weight, detail, sigma_px)
             made = denormalise(images.numpy(), scale)
             columns = [targets[m] for m in ms]
             out[ts, columns] = to_output_dtype(made.mean(axis=0), out.dtype)

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from calid.errors import InputError, ModelError
+from calid.methods.detail_transfer import sigma_pixels
 from calid.methods.calid_codec import decode_into, encode_slices, linear_blends, motion_guide, registration_guide, zero_outside_view
-from calid.methods.calid_settings import (DECODINGS, DEFAULT_DECODING, DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH,
-                                          DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, ROUND_IMAGE_PIXELS, check_guide,
+from calid.methods.calid_settings import (DECODINGS, DEFAULT_DECODING, DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL,
+                                          DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, ROUND_IMAGE_PIXELS, check_guide,
                                           resolve_device, sampler_settings)
 from calid.models.preprocess import intensity_scale
 from calid.progress import Progress
@@ -141,6 +142,8 @@ def fill_into(
     guide: str = DEFAULT_GUIDE,
     guide_strength: float = DEFAULT_GUIDE_STRENGTH,
     guide_blend: float = DEFAULT_GUIDE_BLEND,
+    guide_detail: float = DEFAULT_GUIDE_DETAIL,
+    guide_detail_mm: float = DEFAULT_GUIDE_DETAIL_MM,
     views: int = DEFAULT_VIEWS,
     used: dict | None = None,
 ) -> np.ndarray | None:
@@ -152,7 +155,9 @@ def fill_into(
     the 2D+T model and samples every frame of a missing slice together. ``outside_view``:
     keep pixels zero where both acquired neighbours are exactly zero (see :func:`outside_view_mask`).
     ``guide``/``guide_strength``: where the sampler starts (see :data:`GUIDES`); ``guide_blend``:
-    the share of the guide's image estimate in the final image (see :data:`DEFAULT_GUIDE_BLEND`).
+    the share of the guide's image estimate in the final image (see :data:`DEFAULT_GUIDE_BLEND`);
+    ``guide_detail``/``guide_detail_mm``: the share of the guide's detail finer than a Gaussian of that
+    width (mm) that replaces CaLID's (:mod:`calid.methods.detail_transfer`).
     ``views``: in-plane flips/transposes each prediction is averaged over (see :data:`DEFAULT_VIEWS`).
     ``used``: when given, receives the device and the identities of the models loaded (for the report).
     """
@@ -174,7 +179,8 @@ def fill_into(
 
         used.update(device=device, models=[i for i in (identity_of(denoiser), identity_of(autoencoder), identity_of(motion)) if i])
     temporal = _check_mode(mode, denoiser, order)
-    check_guide(guide, guide_strength, steps, denoiser.num_train_timesteps, guide_blend)  # the loaded model's own schedule
+    check_guide(guide, guide_strength, steps, denoiser.num_train_timesteps, guide_blend,  # the loaded model's own schedule
+                guide_detail, guide_detail_mm)
     settings = sampler_settings(steps, samples, order, temperature, guide_strength if guide != "none" else 1.0, views)
     scale = intensity_scale(source)
     std = np.zeros(out.shape, np.float32) if samples > 1 else None
@@ -189,7 +195,8 @@ def fill_into(
             sampled, targets = sample_missing(denoiser, latents, factor, float(spacing[2]), settings, generator, progress,
                                               gaps, temporal, guide_latents)
             blends = linear_blends(latents, source, scale, factor, denoiser.neighbours, gaps) if decoding == "residual" else None
-            mix = (guide_images, guide_blend) if guide_images is not None and guide_blend > 0 else None
+            mixing = guide_images is not None and (guide_blend > 0 or guide_detail > 0)
+            mix = (guide_images, guide_blend, guide_detail, sigma_pixels(guide_detail_mm, spacing[:2])) if mixing else None
             decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress, mix)
             if outside_view:
                 zero_outside_view(out, std, source, targets, factor)

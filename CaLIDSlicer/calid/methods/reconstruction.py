@@ -16,8 +16,9 @@ from typing import Callable
 import numpy as np
 
 from calid.errors import InputError
-from calid.methods.calid_settings import (DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL,
-                                          DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, check_guide, check_temperature)
+from calid.methods.calid_settings import (DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL, DEFAULT_GUIDE_DETAIL_MM,
+                                          DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, check_guide,
+                                          check_temperature)
 from calid.methods.output_dtype import output_dtype, to_output_dtype
 from calid.methods.sampler_settings import VIEW_COUNTS
 from calid.progress import Progress, ProgressMode, as_progress
@@ -188,11 +189,13 @@ def resolve_mode(mode: str, method: str, volume: Volume, model: str | None = Non
 def diffusion_options(method: str, steps: int | None, samples: int | None, seed: int | None,
                       device: str, model: str | None, order: str | None = None, mode: str = "3d",
                       guide: str | None = None, guide_strength: float | None = None, guide_blend: float | None = None,
-                      views: int | None = None, temperature: float | None = None) -> dict:
+                      views: int | None = None, guide_detail: float | None = None, guide_detail_mm: float | None = None,
+                      temperature: float | None = None) -> dict:
     """Options for the diffusion sampler; refuse them for methods that would ignore them."""
     if method != "calid":
         given = [name for name, value in (("steps", steps), ("samples", samples), ("order", order), ("guide", guide),
                                           ("guide_strength", guide_strength), ("guide_blend", guide_blend), ("views", views),
+                                          ("guide_detail", guide_detail), ("guide_detail_mm", guide_detail_mm),
                                           ("temperature", temperature))
                  if value is not None]
         if given:
@@ -216,14 +219,20 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
     if guide == "none" and guide_blend:
         raise InputError(f"guide_blend {guide_blend!r} mixes in the guide's estimate, which guide 'none' does not make; "
                          "use guide 'registration' or 'motion', or drop guide_blend")
+    if guide == "none" and guide_detail:
+        raise InputError(f"guide_detail {guide_detail!r} takes fine detail from the guide's estimate, which guide 'none' does "
+                         "not make; use guide 'registration' or 'motion', or drop guide_detail")
     blend = DEFAULT_GUIDE_BLEND if guide_blend is None else guide_blend
-    check_guide(guide, float(strength), int(steps), blend=blend)
+    detail = 0.0 if guide == "none" else DEFAULT_GUIDE_DETAIL if guide_detail is None else guide_detail
+    detail_mm = DEFAULT_GUIDE_DETAIL_MM if guide_detail_mm is None else guide_detail_mm
+    check_guide(guide, float(strength), int(steps), blend=blend, detail=detail, detail_mm=detail_mm)
     views = DEFAULT_VIEWS if views is None else views
     if isinstance(views, bool) or views not in VIEW_COUNTS:
         raise InputError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))} (in-plane flips averaged), not {views!r}")
     return {"steps": int(steps), "samples": int(samples), "seed": seed or 0, "device": device, "model": model,
             "order": order, "mode": mode, "guide": guide, "guide_strength": float(strength),
-            "guide_blend": float(blend) if guide != "none" else 0.0, "views": int(views),
+            "guide_blend": float(blend) if guide != "none" else 0.0, "guide_detail": float(detail),
+            "guide_detail_mm": float(detail_mm), "views": int(views),
             "temperature": check_temperature(temperature, int(samples))}
 
 
@@ -256,6 +265,8 @@ def reconstruct(
     guide_blend: float | None = None,
     views: int | None = None,
     rife_weights: str | Path | None = None,
+    guide_detail: float | None = None,
+    guide_detail_mm: float | None = None,
     temperature: float | None = None,
 ) -> ReconstructionResult:
     """Dense volume with slice spacing divided by ``factor``; acquired slices unchanged.
@@ -267,7 +278,9 @@ def reconstruct(
     also returns a per-voxel standard deviation (``result.uncertainty``). ``guide`` ("registration",
     the default, "motion" for the learned motion guide, or "none") and ``guide_strength`` say where the sampler starts (see
     :data:`calid.methods.calid_settings.GUIDES`); ``guide_blend`` is the guide estimate's share in the
-    synthesised images and ``views`` the in-plane flips each prediction is averaged over.
+    synthesised images and ``views`` the in-plane flips each prediction is averaged over. ``guide_detail``
+    is the share of the guide's detail finer than a Gaussian of ``guide_detail_mm`` mm that replaces
+    CaLID's own (:mod:`calid.methods.detail_transfer`; 0 is off).
     ``rife_weights`` is the Practical-RIFE file for method "rife" (else $CALID_RIFE_WEIGHTS).
     ``temperature`` scales the sampler's starting noise (see :func:`calid.methods.calid_settings.check_temperature`).
     """
@@ -280,7 +293,7 @@ def reconstruct(
     fill = _fill_function(method)
     mode, mode_notes = resolve_mode(mode, method, volume, model)
     options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength,
-                                guide_blend, views, temperature)
+                                guide_blend, views, guide_detail, guide_detail_mm, temperature)
     options.update(_peer_options(method, rife_weights, device))
     progress = as_progress(progress)
     earlier = dict(progress.stage_seconds)  # a shared Progress (evaluate, cohort) already holds other runs' times

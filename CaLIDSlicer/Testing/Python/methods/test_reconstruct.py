@@ -125,8 +125,10 @@ def test_bundled_calid_model_keeps_measured_slices_and_geometry(oblique_stack, o
     assert np.allclose(dense.slice_positions()[::2], oblique_stack.slice_positions())
     assert set(result.stage_seconds) >= {"encode", "register", "sample", "decode"}
     assert result.sampler == {"steps": 2, "samples": 1, "model": None, "order": order, "mode": "3d",
-                              "guide": "registration", "guide_strength": 0.5, "guide_blend": 0.2, "views": 1,
+                              "guide": "registration", "guide_strength": 0.5, "guide_blend": 0.2,
+                              "guide_detail": rec.DEFAULT_GUIDE_DETAIL, "guide_detail_mm": rec.DEFAULT_GUIDE_DETAIL_MM, "views": 1,
                               "temperature": 0.0}
+
 
 
 def test_temperature_draws_texture_from_the_seed_and_leaves_acquired_slices_alone(oblique_stack):

@@ -67,6 +67,10 @@ def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guide-detail-mm", type=float, metavar="MM",
                         help=f"CaLID only: width of the Gaussian that separates CaLID's coarse band from the guide's fine one "
                              f"(default {DEFAULT_GUIDE_DETAIL_MM} mm)")
+    parser.add_argument("--temperature", type=float, metavar="T",
+                        help="CaLID only: scale of the sampler's starting noise, 0 to 2: 0 is the deterministic estimate "
+                             "(default with 1 sample: best PSNR, smoothest), 1 a true diffusion sample (default with "
+                             "--samples > 1: more texture, further from the truth pixel by pixel)")
     parser.add_argument("--views", type=int, choices=VIEW_COUNTS,
                         help=f"CaLID only: in-plane flips/transposes each prediction is averaged over (default {DEFAULT_VIEWS}; "
                              "1 is fastest)")
@@ -112,6 +116,7 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
         "guide_detail": args.guide_detail,
         "guide_detail_mm": args.guide_detail_mm,
         "views": args.views,
+        "temperature": args.temperature,
         "rife_weights": args.rife_weights,
         "progress": args.progress,
     }

@@ -85,6 +85,25 @@ def sampler_settings(steps: int, samples: int = 1, order: str = "parallel", temp
                            strength=strength, views=views)
 
 
+#: Largest starting-noise scale accepted: beyond about 1 the sampler starts further from anything it was trained on.
+MAX_TEMPERATURE = 2.0
+
+
+def check_temperature(temperature: float | None, samples: int = 1) -> float:
+    """The starting-noise scale to use: ``temperature``, or the default for ``samples`` when None; InputError if unusable.
+
+    0 gives the deterministic estimate (closest to the conditional mean: best PSNR, smoothest
+    slices), 1 a true diffusion sample (texture of a real slice, further from the truth pixel by
+    pixel); the trade-off is measured in docs/results/acdc_val_v2_tradeoff.md.
+    """
+    if temperature is None:
+        return SINGLE_SAMPLE_TEMPERATURE if samples == 1 else MULTI_SAMPLE_TEMPERATURE
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= MAX_TEMPERATURE:
+        raise InputError(f"temperature must be a number in [0, {MAX_TEMPERATURE:g}] (0: deterministic estimate, "
+                         f"1: a true diffusion sample), not {temperature!r}")
+    return float(temperature)
+
+
 def check_guide(guide: str, strength: float, steps: int, timesteps: int = TRAIN_TIMESTEPS, blend: float = 0.0,
                 detail: float = 0.0, detail_mm: float = DEFAULT_GUIDE_DETAIL_MM) -> None:
     """Refuse an unknown guide, a blend outside [0, 1), a detail transfer out of range, or a strength the

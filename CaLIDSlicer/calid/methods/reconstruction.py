@@ -17,7 +17,8 @@ import numpy as np
 
 from calid.errors import InputError
 from calid.methods.calid_settings import (DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL, DEFAULT_GUIDE_DETAIL_MM,
-                                          DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, check_guide)
+                                          DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, check_guide,
+                                          check_temperature)
 from calid.methods.output_dtype import output_dtype, to_output_dtype
 from calid.methods.sampler_settings import VIEW_COUNTS
 from calid.progress import Progress, ProgressMode, as_progress
@@ -188,12 +189,14 @@ def resolve_mode(mode: str, method: str, volume: Volume, model: str | None = Non
 def diffusion_options(method: str, steps: int | None, samples: int | None, seed: int | None,
                       device: str, model: str | None, order: str | None = None, mode: str = "3d",
                       guide: str | None = None, guide_strength: float | None = None, guide_blend: float | None = None,
-                      views: int | None = None, guide_detail: float | None = None, guide_detail_mm: float | None = None) -> dict:
+                      views: int | None = None, guide_detail: float | None = None, guide_detail_mm: float | None = None,
+                      temperature: float | None = None) -> dict:
     """Options for the diffusion sampler; refuse them for methods that would ignore them."""
     if method != "calid":
         given = [name for name, value in (("steps", steps), ("samples", samples), ("order", order), ("guide", guide),
                                           ("guide_strength", guide_strength), ("guide_blend", guide_blend), ("views", views),
-                                          ("guide_detail", guide_detail), ("guide_detail_mm", guide_detail_mm))
+                                          ("guide_detail", guide_detail), ("guide_detail_mm", guide_detail_mm),
+                                          ("temperature", temperature))
                  if value is not None]
         if given:
             raise InputError(f"{' and '.join(given)} apply to the calid method only, not {method!r}; drop them")
@@ -229,7 +232,8 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
     return {"steps": int(steps), "samples": int(samples), "seed": seed or 0, "device": device, "model": model,
             "order": order, "mode": mode, "guide": guide, "guide_strength": float(strength),
             "guide_blend": float(blend) if guide != "none" else 0.0, "guide_detail": float(detail),
-            "guide_detail_mm": float(detail_mm), "views": int(views)}
+            "guide_detail_mm": float(detail_mm), "views": int(views),
+            "temperature": check_temperature(temperature, int(samples))}
 
 
 def _peer_options(method: str, rife_weights, device: str) -> dict:
@@ -263,6 +267,7 @@ def reconstruct(
     rife_weights: str | Path | None = None,
     guide_detail: float | None = None,
     guide_detail_mm: float | None = None,
+    temperature: float | None = None,
 ) -> ReconstructionResult:
     """Dense volume with slice spacing divided by ``factor``; acquired slices unchanged.
 
@@ -277,6 +282,7 @@ def reconstruct(
     is the share of the guide's detail finer than a Gaussian of ``guide_detail_mm`` mm that replaces
     CaLID's own (:mod:`calid.methods.detail_transfer`; 0 is off).
     ``rife_weights`` is the Practical-RIFE file for method "rife" (else $CALID_RIFE_WEIGHTS).
+    ``temperature`` scales the sampler's starting noise (see :func:`calid.methods.calid_settings.check_temperature`).
     """
     from calid.io.validate import check_fits_in_memory, validate_volume
 
@@ -287,7 +293,7 @@ def reconstruct(
     fill = _fill_function(method)
     mode, mode_notes = resolve_mode(mode, method, volume, model)
     options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength,
-                                guide_blend, views, guide_detail, guide_detail_mm)
+                                guide_blend, views, guide_detail, guide_detail_mm, temperature)
     options.update(_peer_options(method, rife_weights, device))
     progress = as_progress(progress)
     earlier = dict(progress.stage_seconds)  # a shared Progress (evaluate, cohort) already holds other runs' times

@@ -42,13 +42,14 @@ def test_calid_sampler_options_reach_the_engine_and_the_report(tmp_path, oblique
         pytest.skip("the bundled CaLID model is not installed")
     source = write(oblique_stack, tmp_path / "sparse.nrrd")
     reports = {}
-    for name, extra in (("plain", ["--views", "1", "--guide-blend", "0"]), ("default", []),
+    for name, extra in (("plain", ["--views", "1", "--guide-blend", "0", "--temperature", "0.5"]), ("default", []),
                         ("detail", ["--guide-detail", "0.5", "--guide-detail-mm", "2"])):
         assert main(["reconstruct", str(source), "-o", str(tmp_path / f"{name}.nrrd"), "--factor", "2", "--method", "calid",
                      "--progress", "none", *extra]) == 0
         reports[name] = json.loads((tmp_path / f"{name}.calid.json").read_text())["sampler"]
-    assert (reports["plain"]["views"], reports["plain"]["guide_blend"]) == (1, 0.0)
+    assert (reports["plain"]["views"], reports["plain"]["guide_blend"], reports["plain"]["temperature"]) == (1, 0.0, 0.5)
     assert (reports["default"]["views"], reports["default"]["guide_blend"]) == (rec.DEFAULT_VIEWS, rec.DEFAULT_GUIDE_BLEND)
+    assert reports["default"]["temperature"] == 0.0  # one sample: the deterministic estimate
     assert (reports["detail"]["guide_detail"], reports["detail"]["guide_detail_mm"]) == (0.5, 2.0)
     plain, default = read(tmp_path / "plain.nrrd").array, read(tmp_path / "default.nrrd").array
     detail = read(tmp_path / "detail.nrrd").array

@@ -58,14 +58,32 @@ def run(args: argparse.Namespace) -> int:
     volume = read(args.input)
     if volume.is_cine and compound_suffix(args.output) != ".nii.gz" and compound_suffix(args.output) != ".nii":
         raise InputError(f"a cine's labels must be written as .nii.gz, not {args.output.name!r}")
-    result = segment(volume, device=args.device, model=args.model, progress=args.progress,
-                     keep_largest=not args.all_components, flips=1 if args.no_flips else args.flips)
+    flips = 1 if args.no_flips else args.flips
+    progress = _announced_progress(args, volume.array.shape, flips or 1)
+    try:
+        result = segment(volume, device=args.device, model=args.model, progress=progress,
+                         keep_largest=not args.all_components, flips=flips)
+    finally:
+        progress.close()
     measures = measure(result.labels, method=args.method, ed=args.ed, es=args.es) if args.measures else None
     write_segmentation(result.labels, args.output)
     if measures is not None:
         (measures.to_json if args.measures.suffix.lower() == ".json" else measures.to_csv)(args.measures)
     _announce(args, result, measures)
     return 0
+
+
+def _announced_progress(args: argparse.Namespace, shape: tuple[int, ...], flips: int):
+    """A progress display weighted by the time estimate, which it prints (or sends as JSON) before any work."""
+    from calid.commands.run_estimate import progress_for
+    from calid.methods.estimate import estimate, estimate_device, segment_workload, speed_probe
+
+    device = estimate_device(args.device)
+    busy = speed_probe() if device == "cpu" else None
+    expected = estimate(segment_workload(tuple(shape), flips), device, busy=busy)
+    progress = progress_for(args.progress, expected)
+    progress.estimate(expected.as_event())
+    return progress
 
 
 def _announce(args: argparse.Namespace, result, measures) -> None:

@@ -45,6 +45,10 @@ DEVICE_COSTS: dict[str, dict[str, float] | None] = {"cpu": CPU_COSTS, "cuda": No
 UNSCALED = ("startup",)
 
 
+#: Workload method of ``calid segment`` alone (no reconstruction: factor 1, the segment stage only).
+SEGMENT_ONLY = "segment"
+
+
 @dataclass(frozen=True)
 class Workload:
     """What one run does, in the terms the cost model counts."""
@@ -61,6 +65,7 @@ class Workload:
     views: int = 1
     guide: str = "registration"
     segment: bool = False
+    flips: int = 1  # mirror images the segmenter averages per slice (each one a full pass)
 
     @property
     def gaps(self) -> int:
@@ -92,7 +97,7 @@ def stage_units(work: Workload) -> dict[str, dict[str, float]]:
         else:
             stages[f"interpolate ({work.method})"] = {"interpolate": work.dense}
     if work.segment:
-        stages["segment"] = {"segment": work.dense}
+        stages["segment"] = {"segment": work.dense * work.flips}
     stages["read and write"] = {"io": work.dense}
     stages["start"] = {"startup": 1.0}
     return stages
@@ -130,6 +135,9 @@ class Estimate:
             cine = f"{work.frames} frames x " if work.frames > 1 else ""
             mode = ", 2D+T" if work.method == "calid" and work.mode == "2dt" else ""
             what = f"{work.method}{mode} x{work.factor}, {cine}{work.slices} slices of {work.height} x {work.width}"
+            if work.method == SEGMENT_ONLY:
+                mirrors = f", {work.flips} mirror images" if work.flips > 1 else ""
+                what = f"segmentation{mirrors}, {cine}{work.slices} slices of {work.height} x {work.width}"
         if not self.measured:
             return (f"no time estimate on {self.device.upper()}: GPU stage times not measured yet "
                     f"(run 'calid bench --device cuda'); {what}")
@@ -262,3 +270,10 @@ def workload_for(shape: tuple[int, ...], slice_spacing: float, *, factor: int | 
                     steps=steps or DEFAULT_STEPS, samples=samples or DEFAULT_SAMPLES, views=views or DEFAULT_VIEWS,
                     guide=guide or DEFAULT_GUIDE, segment=segment)
 
+
+
+def segment_workload(shape: tuple[int, ...], flips: int = 1) -> Workload:
+    """The :class:`Workload` of ``calid segment`` on an input of ``shape`` ((T,) Z, Y, X): every slice, ``flips`` passes each."""
+    frames, slices, height, width = (1, *shape) if len(shape) == 3 else shape
+    return Workload(frames=frames, slices=slices, height=height, width=width, factor=1, method=SEGMENT_ONLY,
+                    segment=True, flips=flips)

@@ -82,6 +82,18 @@ def test_speed_probe_times_this_cpu():
     assert PROBE_RANGE[0] <= factor <= PROBE_RANGE[1]
 
 
+def test_segment_only_workload_counts_every_slice_once_per_mirror_image():
+    from calid.methods.estimate import segment_workload
+
+    one = estimate(segment_workload((20, 12, 256, 256)), "cpu")
+    four = estimate(segment_workload((20, 12, 256, 256), flips=4), "cpu")
+    assert set(one.stages) == {"segment", "read and write", "start"}  # no reconstruction stage
+    assert one.stages["segment"] == pytest.approx(20 * 12 * CPU_COSTS["segment"])
+    assert four.stages["segment"] == pytest.approx(4 * one.stages["segment"])
+    assert "segmentation, 20 frames x 12 slices of 256 x 256" in one.text()
+    assert "4 mirror images" in four.text()
+
+
 def test_shipped_cpu_costs_are_the_fit_of_the_recorded_measurements():
     if not CALIBRATION.is_file():
         pytest.skip("docs/results is not part of this installation")

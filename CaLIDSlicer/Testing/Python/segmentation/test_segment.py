@@ -121,7 +121,11 @@ def test_cli_writes_seg_nrrd_and_measures(tiny_model, tmp_path, oblique_stack, c
     assert data["method"] == "voxels" and len(data["lv_volume_ml"]) == 1
     voxel_ml = np.prod(oblique_stack.spacing) / 1000
     assert data["summary"]["lv_edv"] == pytest.approx(np.count_nonzero(labels.array == LV) * voxel_ml, rel=1e-6)
-    assert "wrote" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "wrote" in captured.out
+    # the estimate comes before the work, names the job and has no terminal escape codes
+    assert captured.err.startswith("estimate: about ") and f"segmentation, {oblique_stack.n_slices} slices of" in captured.err
+    assert "\x1b" not in captured.err
 
 
 def test_cli_cine_labelmap_with_csv_and_json_progress(tiny_model, tmp_path, oblique_cine, capsys):
@@ -134,6 +138,7 @@ def test_cli_cine_labelmap_with_csv_and_json_progress(tiny_model, tmp_path, obli
     assert measures.read_text().startswith("quantity,frame,value,unit,method")
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert events[-1]["event"] == "done" and events[-1]["outputs"] == [str(target), str(measures)]
+    assert events[0]["event"] == "estimate" and events[0]["stages"]["segment"] > 0  # first, before any work
 
 
 def test_cli_refuses_a_cine_into_seg_nrrd_and_writes_nothing(tiny_model, tmp_path, oblique_cine, capsys):

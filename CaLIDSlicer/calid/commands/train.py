@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vae", type=Path, help="denoiser only: trained autoencoder model folder (default: bundled)")
     parser.add_argument("--init", type=Path,
                         help="denoiser: model folder to fine-tune (default: a new network); "
-                             "denoiser-2dt: 3D denoiser to build on (default: bundled)")
+                             "denoiser-2dt: 3D denoiser to build on (default: bundled); "
+                             "motion: model folder or run whose tensors of matching name and shape start a new run")
     parser.add_argument("--augment", choices=("dihedral", "none"), default="dihedral",
                         help="denoisers: show each example in a random flip/quarter turn (default dihedral)")
     parser.add_argument("--objective", choices=("diffusion", "trajectory", "guided"),

@@ -27,7 +27,7 @@ from torch import nn
 from calid.errors import InputError
 from calid.models.format import register_architecture
 
-#: Flows are predicted at 1 / DOWNSCALE of the input size.
+#: Flows are predicted at 1 / DOWNSCALE of the input size by default (8 is the cheaper option).
 DOWNSCALE = 4
 #: BasicUNet halves its input four times.
 UNET_MULTIPLE = 16
@@ -72,30 +72,37 @@ def warp(image: torch.Tensor, ddf: torch.Tensor) -> torch.Tensor:
 class MotionNet(nn.Module):
     """Pair flows + per-target correction and visibility mask; see the module docstring."""
 
-    def __init__(self, stem_channels: int = 8, flow_width: int = 16, refine_width: int = 8) -> None:
+    def __init__(self, stem_channels: int = 8, flow_width: int = 16, refine_width: int = 8,
+                 downscale: int = DOWNSCALE) -> None:
         super().__init__()
         from monai.networks.blocks import Convolution
 
         if min(stem_channels, flow_width, refine_width) < 1:
             raise ValueError("stem_channels, flow_width and refine_width must be >= 1")
+        if downscale not in (4, 8):
+            raise ValueError(f"downscale must be 4 or 8 (flows at 1/4 or 1/8 of the slice size), not {downscale}")
         s = int(stem_channels)
-        # shared (siamese) features of each slice at quarter resolution
-        self.stem = nn.Sequential(
-            Convolution(2, 1, s, strides=2, act=("LeakyReLU", {"negative_slope": 0.1}), norm=None),
-            Convolution(2, s, 2 * s, strides=2, act=("LeakyReLU", {"negative_slope": 0.1}), norm=None),
-        )
+        self.downscale = int(downscale)
+        act = ("LeakyReLU", {"negative_slope": 0.1})
+        # shared (siamese) features of each slice at 1 / downscale resolution
+        layers = [Convolution(2, 1, s, strides=2, act=act, norm=None), Convolution(2, s, 2 * s, strides=2, act=act, norm=None)]
+        if self.downscale == 8:
+            layers.append(Convolution(2, 2 * s, 2 * s, strides=2, act=act, norm=None))
+        self.stem = nn.Sequential(*layers)
         self.flow_net = _unet(4 * s + 2, 4, flow_width)  # -> F01 (2), F10 (2), in quarter-res pixels (y, x)
         self.refine_net = _unet(9, 5, refine_width)  # -> d_f0 (2), d_f1 (2), visibility logit (1)
         self.warp = warp
         self.config = {"stem_channels": s, "flow_width": int(flow_width), "refine_width": int(refine_width)}
+        if self.downscale != DOWNSCALE:
+            self.config["downscale"] = self.downscale
 
     @property
     def size_multiple(self) -> int:
-        return DOWNSCALE * UNET_MULTIPLE
+        return self.downscale * UNET_MULTIPLE
 
     def pair_flows(self, prev: torch.Tensor, next_: torch.Tensor) -> torch.Tensor:
-        """(P, 4, H/4, W/4): F01 then F10 in quarter-res pixels; prev(x) ~ next(x + F01(x))."""
-        small = F.avg_pool2d(torch.cat([prev, next_], 1), DOWNSCALE)
+        """(P, 4, H/d, W/d): F01 then F10 in pixels of that grid (d = downscale); prev(x) ~ next(x + F01(x))."""
+        small = F.avg_pool2d(torch.cat([prev, next_], 1), self.downscale)
         features = self.stem(torch.cat([prev, next_], 0))
         features = torch.cat(features.chunk(2, 0), 1)
         return self.flow_net(torch.cat([features, small], 1))
@@ -107,7 +114,7 @@ class MotionNet(nn.Module):
         """
         a4 = a.view(-1, 1, 1, 1).to(prev.dtype)
         f_t0, f_t1 = target_flows(flows[:, :2], flows[:, 2:], a4)
-        small_prev, small_next = F.avg_pool2d(prev, DOWNSCALE), F.avg_pool2d(next_, DOWNSCALE)
+        small_prev, small_next = F.avg_pool2d(prev, self.downscale), F.avg_pool2d(next_, self.downscale)
         seen = torch.cat([small_prev, small_next, self.warp(small_prev, f_t0), self.warp(small_next, f_t1),
                           f_t0, f_t1, a4.expand_as(small_prev)], 1)
         out = self.refine_net(seen)
@@ -120,7 +127,7 @@ class MotionNet(nn.Module):
         # one upsampling for both flows and the mask; a = 0 / 1 keep mask 1 / 0 and zero flow exactly
         full = F.interpolate(torch.cat([f_t0, f_t1, mask], 1), size=prev.shape[-2:], mode="bilinear",
                              align_corners=False)
-        full_t0, full_t1, mask = DOWNSCALE * full[:, 0:2], DOWNSCALE * full[:, 2:4], full[:, 4:5]
+        full_t0, full_t1, mask = self.downscale * full[:, 0:2], self.downscale * full[:, 2:4], full[:, 4:5]
         warped_prev, warped_next = self.warp(prev, full_t0), self.warp(next_, full_t1)
         image = warped_next + mask * (warped_prev - warped_next)
         return {"image": image, "mask": mask, "flow_prev": full_t0, "flow_next": full_t1,

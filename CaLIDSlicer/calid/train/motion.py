@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from calid.models.motion import DOWNSCALE, MotionNet
+from calid.models.motion import MotionNet
 from calid.train.motion_data import TripletBatch
 
 
@@ -60,7 +60,7 @@ def motion_loss(model: MotionNet, batch: TripletBatch, weights: MotionLossWeight
     charb = _masked_mean(torch.sqrt((out["image"] - batch.target) ** 2 + 1e-6), valid)
     ssim = _masked_mean(ssim_map(out["image"], batch.target), valid)
     size = batch.prev.shape[-2:]
-    full = DOWNSCALE * F.interpolate(flows, size=size, mode="bilinear", align_corners=False)
+    full = model.downscale * F.interpolate(flows, size=size, mode="bilinear", align_corners=False)
     warp_loss = 0.5 * (_masked_mean((model.warp(batch.next, full[:, :2]) - batch.prev).abs(), valid)
                        + _masked_mean((model.warp(batch.prev, full[:, 2:]) - batch.next).abs(), valid))
     bending = BendingEnergyLoss()(torch.cat(flows.chunk(2, 1), 0))  # F01 and F10 as two DDFs
@@ -85,6 +85,18 @@ def export_model(model: MotionNet, directory: Path, card_lines: list[str]) -> No
                          kwargs=dict(model.config))
     card = "# calid-motion-acdc (training run)\n\n" + "\n".join(card_lines) + "\n"
     save_model(model, config, directory, card, overwrite=True)
+
+
+def init_from(model: MotionNet, source: Path) -> int:
+    """Copy every tensor of a model folder or run checkpoint whose name and shape match; the count copied."""
+    from safetensors.torch import load_file
+
+    file = source / "model.safetensors" if (source / "model.safetensors").is_file() else source / "checkpoint.safetensors"
+    tensors = {k.removeprefix("model."): v for k, v in load_file(str(file)).items() if not k.startswith("optim.")}
+    own = model.state_dict()
+    matching = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)
+    return len(matching)
 
 
 def run_motion(args: argparse.Namespace, device: torch.device) -> None:
@@ -124,6 +136,8 @@ def run_motion(args: argparse.Namespace, device: torch.device) -> None:
     model = MotionNet(**model_kwargs).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     info = load_checkpoint(out, model, optimizer) if args.resume else None
+    if info is None and getattr(args, "init", None) is not None:
+        note({"event": "init", "from": str(args.init), "tensors": init_from(model, Path(args.init))})
     step = int(info["step"]) if info else 0
     best = float(info.get("best_psnr", -1e9)) if info else -1e9
     sampler = TripletSampler(volumes, cines, crop=args.crop, seed=args.seed + step)
@@ -172,3 +186,16 @@ def run_motion(args: argparse.Namespace, device: torch.device) -> None:
             save_checkpoint(out, model, optimizer, {"step": step, "best_psnr": best, "config": model.config})
             last_save = time.monotonic()
     note({"event": "done", "step": step, "best": best})
+
+
+def export_checkpoint(run_dir: Path, directory: Path) -> int:
+    """Write a run's latest checkpoint (not its best-on-validation) as a model folder; its step."""
+    import json as _json
+
+    from calid.train.checkpoint import load_checkpoint
+
+    state = _json.loads((Path(run_dir) / "checkpoint.json").read_text())
+    model = MotionNet(**state["config"])
+    info = load_checkpoint(Path(run_dir), model, None)
+    export_model(model.eval(), Path(directory), [f"MotionNet {model.config}, checkpoint of {run_dir} at step {info['step']}."])
+    return int(info["step"])

@@ -6,7 +6,8 @@ real, un-padded pixels), plus a warping loss that asks each pair flow alone to c
 acquired slice onto the other, and MONAI's bending energy on the pair flows. Checkpoints
 (safetensors + JSON) are written every few minutes and the model with the best
 validation heart-box PSNR (ACDC val, :mod:`calid.train.motion_val`) is exported to
-``RUN/best`` as a model folder. Stop it at any time; ``--resume`` continues.
+``RUN/best`` as a model folder, and every validated state to ``RUN/validated/step-N``.
+Stop it at any time; ``--resume`` continues.
 """
 
 from __future__ import annotations
@@ -99,6 +100,18 @@ def init_from(model: MotionNet, source: Path) -> int:
     return len(matching)
 
 
+def keep_validated(model: MotionNet, out: Path, step: int, card: list[str], improved: bool) -> Path:
+    """Export a validated state to ``out/validated/step-N`` (and to ``out/best`` if ``improved``).
+
+    Every validated state is kept (2.5 MB each): the best on PSNR is not always the one to ship.
+    """
+    folder = out / "validated" / f"step-{step:06d}"
+    export_model(model, folder, card)
+    if improved:
+        export_model(model, out / "best", card)
+    return folder
+
+
 def run_motion(args: argparse.Namespace, device: torch.device) -> None:
     """Train until ``args.steps`` (or until stopped), checkpointing and validating on the way."""
     from calid.train.checkpoint import load_checkpoint, save_checkpoint
@@ -171,14 +184,14 @@ def run_motion(args: argparse.Namespace, device: torch.device) -> None:
             scores = motion_scores(model, val_cases, device)
             model.train()
             improved = scores["psnr"] > best
-            if improved:
-                best = scores["psnr"]
-                export_model(model.cpu(), out / "best", [
-                    f"MotionNet {model.config}, step {step}, batch {args.batch}, crop {args.crop}, "
+            card = [f"MotionNet {model.config}, step {step}, batch {args.batch}, crop {args.crop}, "
                     f"trained on the 'train' split of {', '.join(map(str, args.data))}.",
                     f"ACDC val (keep every 2nd slice, a = 0.5, heart box): PSNR {scores['psnr']:.2f} dB, "
-                    f"SSIM {scores['ssim']:.3f}, contrast {scores['contrast']:.3f}; demons {demons}."])
-                model.to(device)
+                    f"SSIM {scores['ssim']:.3f}, contrast {scores['contrast']:.3f}; demons {demons}."]
+            if improved:
+                best = scores["psnr"]
+            keep_validated(model.cpu(), out, step, card, improved)
+            model.to(device)
             note({"event": "val", "step": step, **{k: round(v, 4) for k, v in scores.items()},
                   "best": round(best, 4), "improved": improved})
             last_val = time.monotonic()

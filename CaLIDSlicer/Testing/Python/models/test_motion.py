@@ -221,3 +221,18 @@ def test_a_run_checkpoint_exports_as_a_model_folder(tmp_path):
     prev, next_ = blob(), blob(centre=(30, 35))
     np.testing.assert_array_equal(interpolate(from_pretrained(tmp_path / "model"), prev, next_, [0.5]),
                                   interpolate(model, prev, next_, [0.5]))
+
+
+def test_every_validated_state_is_kept_and_the_best_is_replaced_only_when_improved(tmp_path):
+    from calid.train.motion import keep_validated
+
+    first, second = tiny_model(seed=1), tiny_model(seed=2)
+    keep_validated(first, tmp_path, 10, ["first"], improved=True)
+    folder = keep_validated(second, tmp_path, 20, ["second"], improved=False)
+    assert folder == tmp_path / "validated" / "step-000020"
+    assert sorted(p.name for p in (tmp_path / "validated").iterdir()) == ["step-000010", "step-000020"]
+    prev, next_ = blob(), blob(centre=(30, 35))
+    np.testing.assert_array_equal(interpolate(from_pretrained(tmp_path / "best"), prev, next_, [0.5]),
+                                  interpolate(first, prev, next_, [0.5]))
+    np.testing.assert_array_equal(interpolate(from_pretrained(folder), prev, next_, [0.5]),
+                                  interpolate(second, prev, next_, [0.5]))

@@ -122,6 +122,8 @@ def run_motion(args: argparse.Namespace, device: torch.device) -> None:
     out: Path = args.out
     if args.crop % 64:
         raise ValueError(f"--crop must be a multiple of 64 for the motion guide (e.g. 128), not {args.crop}")
+    if not float(getattr(args, "ssim_weight", 1.0)) >= 0:
+        raise ValueError(f"--ssim-weight must be a number >= 0 (e.g. 1.0), not {args.ssim_weight}")
     val_minutes = float(getattr(args, "val_minutes", 6.0))
     checkpoint_minutes = float(getattr(args, "checkpoint_minutes", 3.0))
     model_kwargs = json.loads(getattr(args, "model_config", None) or "{}")
@@ -154,8 +156,9 @@ def run_motion(args: argparse.Namespace, device: torch.device) -> None:
     step = int(info["step"]) if info else 0
     best = float(info.get("best_psnr", -1e9)) if info else -1e9
     sampler = TripletSampler(volumes, cines, crop=args.crop, seed=args.seed + step)
-    weights = MotionLossWeights()
-    note({"event": "start", "step": step, "params": sum(p.numel() for p in model.parameters()), "best": best})
+    weights = MotionLossWeights(ssim=float(getattr(args, "ssim_weight", 1.0)))
+    note({"event": "start", "step": step, "params": sum(p.numel() for p in model.parameters()), "best": best,
+          "loss_weights": vars(weights), "lr": args.lr, "steps": args.steps})
 
     last_save = last_val = time.monotonic()
     running: dict[str, float] = {}

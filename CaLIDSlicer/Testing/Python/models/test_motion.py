@@ -123,6 +123,8 @@ def test_training_crop_must_fit_the_network():
     args = argparse.Namespace(out=None, crop=96)
     with pytest.raises(ValueError, match="multiple of 64"):
         run_motion(args, torch.device("cpu"))
+    with pytest.raises(ValueError, match="--ssim-weight"):
+        run_motion(argparse.Namespace(out=None, crop=128, ssim_weight=-1.0), torch.device("cpu"))
 
 
 def test_triplets_are_cropped_padded_and_in_range():

@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vae", type=Path, help="denoiser only: trained autoencoder model folder (default: bundled)")
     parser.add_argument("--init", type=Path,
                         help="denoiser: model folder to fine-tune (default: a new network); "
-                             "denoiser-2dt: 3D denoiser to build on (default: bundled)")
+                             "denoiser-2dt: 3D denoiser to build on (default: bundled); "
+                             "motion: model folder or run whose tensors of matching name and shape start a new run")
     parser.add_argument("--augment", choices=("dihedral", "none"), default="dihedral",
                         help="denoisers: show each example in a random flip/quarter turn (default dihedral)")
     parser.add_argument("--objective", choices=("diffusion", "trajectory", "guided"),
@@ -61,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phantoms", type=int, default=24, help="denoiser-2dt only: phantom cines added to training (default 24)")
     parser.add_argument("--prediction", choices=("sample", "epsilon", "v_prediction"), default="sample",
                         help="denoiser only: what the network predicts (default sample, i.e. x0)")
+    parser.add_argument("--ssim-weight", type=float, default=1.0,
+                        help="motion only: weight of the (1 - SSIM) loss term against Charbonnier (default 1.0)")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "calid" / "train",
                         help="where normalised slices/latents are cached between runs")
     parser.add_argument("--channels", type=_channels, metavar="C1,C2,C3",

@@ -6,7 +6,8 @@ real, un-padded pixels), plus a warping loss that asks each pair flow alone to c
 acquired slice onto the other, and MONAI's bending energy on the pair flows. Checkpoints
 (safetensors + JSON) are written every few minutes and the model with the best
 validation heart-box PSNR (ACDC val, :mod:`calid.train.motion_val`) is exported to
-``RUN/best`` as a model folder. Stop it at any time; ``--resume`` continues.
+``RUN/best`` as a model folder, and every validated state to ``RUN/validated/step-N``.
+Stop it at any time; ``--resume`` continues.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from calid.models.motion import DOWNSCALE, MotionNet
+from calid.models.motion import MotionNet
 from calid.train.motion_data import TripletBatch
 
 
@@ -60,7 +61,7 @@ def motion_loss(model: MotionNet, batch: TripletBatch, weights: MotionLossWeight
     charb = _masked_mean(torch.sqrt((out["image"] - batch.target) ** 2 + 1e-6), valid)
     ssim = _masked_mean(ssim_map(out["image"], batch.target), valid)
     size = batch.prev.shape[-2:]
-    full = DOWNSCALE * F.interpolate(flows, size=size, mode="bilinear", align_corners=False)
+    full = model.downscale * F.interpolate(flows, size=size, mode="bilinear", align_corners=False)
     warp_loss = 0.5 * (_masked_mean((model.warp(batch.next, full[:, :2]) - batch.prev).abs(), valid)
                        + _masked_mean((model.warp(batch.prev, full[:, 2:]) - batch.next).abs(), valid))
     bending = BendingEnergyLoss()(torch.cat(flows.chunk(2, 1), 0))  # F01 and F10 as two DDFs
@@ -87,6 +88,30 @@ def export_model(model: MotionNet, directory: Path, card_lines: list[str]) -> No
     save_model(model, config, directory, card, overwrite=True)
 
 
+def init_from(model: MotionNet, source: Path) -> int:
+    """Copy every tensor of a model folder or run checkpoint whose name and shape match; the count copied."""
+    from safetensors.torch import load_file
+
+    file = source / "model.safetensors" if (source / "model.safetensors").is_file() else source / "checkpoint.safetensors"
+    tensors = {k.removeprefix("model."): v for k, v in load_file(str(file)).items() if not k.startswith("optim.")}
+    own = model.state_dict()
+    matching = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)
+    return len(matching)
+
+
+def keep_validated(model: MotionNet, out: Path, step: int, card: list[str], improved: bool) -> Path:
+    """Export a validated state to ``out/validated/step-N`` (and to ``out/best`` if ``improved``).
+
+    Every validated state is kept (2.5 MB each): the best on PSNR is not always the one to ship.
+    """
+    folder = out / "validated" / f"step-{step:06d}"
+    export_model(model, folder, card)
+    if improved:
+        export_model(model, out / "best", card)
+    return folder
+
+
 def run_motion(args: argparse.Namespace, device: torch.device) -> None:
     """Train until ``args.steps`` (or until stopped), checkpointing and validating on the way."""
     from calid.train.checkpoint import load_checkpoint, save_checkpoint
@@ -97,6 +122,8 @@ def run_motion(args: argparse.Namespace, device: torch.device) -> None:
     out: Path = args.out
     if args.crop % 64:
         raise ValueError(f"--crop must be a multiple of 64 for the motion guide (e.g. 128), not {args.crop}")
+    if not float(getattr(args, "ssim_weight", 1.0)) >= 0:
+        raise ValueError(f"--ssim-weight must be a number >= 0 (e.g. 1.0), not {args.ssim_weight}")
     val_minutes = float(getattr(args, "val_minutes", 6.0))
     checkpoint_minutes = float(getattr(args, "checkpoint_minutes", 3.0))
     model_kwargs = json.loads(getattr(args, "model_config", None) or "{}")
@@ -124,11 +151,14 @@ def run_motion(args: argparse.Namespace, device: torch.device) -> None:
     model = MotionNet(**model_kwargs).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     info = load_checkpoint(out, model, optimizer) if args.resume else None
+    if info is None and getattr(args, "init", None) is not None:
+        note({"event": "init", "from": str(args.init), "tensors": init_from(model, Path(args.init))})
     step = int(info["step"]) if info else 0
     best = float(info.get("best_psnr", -1e9)) if info else -1e9
     sampler = TripletSampler(volumes, cines, crop=args.crop, seed=args.seed + step)
-    weights = MotionLossWeights()
-    note({"event": "start", "step": step, "params": sum(p.numel() for p in model.parameters()), "best": best})
+    weights = MotionLossWeights(ssim=float(getattr(args, "ssim_weight", 1.0)))
+    note({"event": "start", "step": step, "params": sum(p.numel() for p in model.parameters()), "best": best,
+          "loss_weights": vars(weights), "lr": args.lr, "steps": args.steps})
 
     last_save = last_val = time.monotonic()
     running: dict[str, float] = {}
@@ -157,14 +187,14 @@ def run_motion(args: argparse.Namespace, device: torch.device) -> None:
             scores = motion_scores(model, val_cases, device)
             model.train()
             improved = scores["psnr"] > best
-            if improved:
-                best = scores["psnr"]
-                export_model(model.cpu(), out / "best", [
-                    f"MotionNet {model.config}, step {step}, batch {args.batch}, crop {args.crop}, "
+            card = [f"MotionNet {model.config}, step {step}, batch {args.batch}, crop {args.crop}, "
                     f"trained on the 'train' split of {', '.join(map(str, args.data))}.",
                     f"ACDC val (keep every 2nd slice, a = 0.5, heart box): PSNR {scores['psnr']:.2f} dB, "
-                    f"SSIM {scores['ssim']:.3f}, contrast {scores['contrast']:.3f}; demons {demons}."])
-                model.to(device)
+                    f"SSIM {scores['ssim']:.3f}, contrast {scores['contrast']:.3f}; demons {demons}."]
+            if improved:
+                best = scores["psnr"]
+            keep_validated(model.cpu(), out, step, card, improved)
+            model.to(device)
             note({"event": "val", "step": step, **{k: round(v, 4) for k, v in scores.items()},
                   "best": round(best, 4), "improved": improved})
             last_val = time.monotonic()
@@ -172,3 +202,16 @@ def run_motion(args: argparse.Namespace, device: torch.device) -> None:
             save_checkpoint(out, model, optimizer, {"step": step, "best_psnr": best, "config": model.config})
             last_save = time.monotonic()
     note({"event": "done", "step": step, "best": best})
+
+
+def export_checkpoint(run_dir: Path, directory: Path) -> int:
+    """Write a run's latest checkpoint (not its best-on-validation) as a model folder; its step."""
+    import json as _json
+
+    from calid.train.checkpoint import load_checkpoint
+
+    state = _json.loads((Path(run_dir) / "checkpoint.json").read_text())
+    model = MotionNet(**state["config"])
+    info = load_checkpoint(Path(run_dir), model, None)
+    export_model(model.eval(), Path(directory), [f"MotionNet {model.config}, checkpoint of {run_dir} at step {info['step']}."])
+    return int(info["step"])

@@ -123,6 +123,8 @@ def test_training_crop_must_fit_the_network():
     args = argparse.Namespace(out=None, crop=96)
     with pytest.raises(ValueError, match="multiple of 64"):
         run_motion(args, torch.device("cpu"))
+    with pytest.raises(ValueError, match="--ssim-weight"):
+        run_motion(argparse.Namespace(out=None, crop=128, ssim_weight=-1.0), torch.device("cpu"))
 
 
 def test_triplets_are_cropped_padded_and_in_range():
@@ -158,3 +160,81 @@ def test_warp_matches_monai_warp():
     image, ddf = torch.rand(2, 1, 20, 28), 3 * torch.randn(2, 2, 20, 28)
     expected = Warp(mode="bilinear", padding_mode="border")(image, ddf)
     torch.testing.assert_close(warp(image, ddf), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_cheaper_eighth_resolution_variant_keeps_the_end_points_and_round_trips(tmp_path):
+    from calid.train.motion import export_model
+
+    torch.manual_seed(0)
+    model = MotionNet(**TINY, downscale=8).eval()
+    assert model.size_multiple == 128 and model.config["downscale"] == 8
+    prev, next_ = blob(), blob(centre=(36.0, 30.0))
+    result = interpolate(model, prev, next_, [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(result[0], prev, atol=1e-5)
+    np.testing.assert_allclose(result[2], next_, atol=1e-5)
+    export_model(model, tmp_path / "m8", ["test model"])
+    np.testing.assert_array_equal(interpolate(from_pretrained(tmp_path / "m8"), prev, next_, [0.0, 0.5, 1.0]), result)
+    with pytest.raises(ValueError, match="downscale"):
+        MotionNet(downscale=2)
+
+
+def test_init_copies_matching_tensors_only(tmp_path):
+    from calid.train.motion import export_model, init_from
+
+    source = tiny_model(seed=5)
+    export_model(source, tmp_path / "src", ["test model"])
+    target = MotionNet(**TINY, downscale=8)
+    copied = init_from(target, tmp_path / "src")
+    assert copied == len(source.state_dict())  # the extra stride-2 layer of the 1/8 variant is new
+    torch.testing.assert_close(target.flow_net.final_conv.weight, source.flow_net.final_conv.weight)
+
+
+def test_motion_is_a_method_of_the_baseline_interpolator(tmp_path, monkeypatch):
+    from calid.errors import ModelError
+    from calid.methods.baselines import interpolate as baseline_interpolate
+    from calid.models import motion
+    from calid.train.motion import export_model
+
+    monkeypatch.setenv("CALID_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr("calid.models.search.BUNDLED_DIR", tmp_path / "bundle")
+    motion.default_model.cache_clear()
+    stack = np.stack([blob(), blob(centre=(34, 34)), blob(centre=(36, 30))])
+    try:
+        with pytest.raises(ModelError, match="calid-motion-acdc"):
+            baseline_interpolate(stack, 2, method="motion")
+        export_model(tiny_model(), tmp_path / motion.DEFAULT_MODEL, ["test model"])
+        motion.default_model.cache_clear()
+        dense = baseline_interpolate(stack, 2, method="motion")
+    finally:
+        motion.default_model.cache_clear()
+    assert dense.shape == (5, 64, 64)
+    np.testing.assert_array_equal(dense[::2], stack)
+
+
+def test_a_run_checkpoint_exports_as_a_model_folder(tmp_path):
+    from calid.train.checkpoint import save_checkpoint
+    from calid.train.motion import export_checkpoint
+
+    model = tiny_model(seed=7)
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(tmp_path / "run", model, optimizer, {"step": 12, "config": model.config})
+    assert export_checkpoint(tmp_path / "run", tmp_path / "model") == 12
+    prev, next_ = blob(), blob(centre=(30, 35))
+    np.testing.assert_array_equal(interpolate(from_pretrained(tmp_path / "model"), prev, next_, [0.5]),
+                                  interpolate(model, prev, next_, [0.5]))
+
+
+def test_every_validated_state_is_kept_and_the_best_is_replaced_only_when_improved(tmp_path):
+    from calid.train.motion import keep_validated
+
+    first, second = tiny_model(seed=1), tiny_model(seed=2)
+    keep_validated(first, tmp_path, 10, ["first"], improved=True)
+    folder = keep_validated(second, tmp_path, 20, ["second"], improved=False)
+    assert folder == tmp_path / "validated" / "step-000020"
+    assert sorted(p.name for p in (tmp_path / "validated").iterdir()) == ["step-000010", "step-000020"]
+    prev, next_ = blob(), blob(centre=(30, 35))
+    np.testing.assert_array_equal(interpolate(from_pretrained(tmp_path / "best"), prev, next_, [0.5]),
+                                  interpolate(first, prev, next_, [0.5]))
+    np.testing.assert_array_equal(interpolate(from_pretrained(folder), prev, next_, [0.5]),
+                                  interpolate(second, prev, next_, [0.5]))

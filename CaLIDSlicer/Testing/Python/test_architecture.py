@@ -97,6 +97,21 @@ def test_the_engine_has_no_import_circle():
     assert cycle is None, "import circle: " + " -> ".join(cycle) + "; move the shared piece into a module both can import"
 
 
+#: Packages that come after others in the data flow (docs/ARCHITECTURE.md) and must not be imported by them:
+#: reading, reconstructing and scoring never need training code, and nothing in the engine needs the CLI.
+DOWNSTREAM = {"calid.train": ("calid.io", "calid.methods", "calid.models", "calid.evaluation", "calid.segmentation"),
+              "calid.commands": ("calid.io", "calid.methods", "calid.models", "calid.evaluation", "calid.segmentation",
+                                 "calid.train", "calid.phantom")}
+
+
+def test_no_package_imports_one_downstream_of_it():
+    graph = import_graph(ENGINE, "calid")
+    wrong = sorted(f"{module} -> {target}" for module, targets in graph.items() for target in targets
+                   for downstream, upstream in DOWNSTREAM.items()
+                   if (target == downstream or target.startswith(downstream + ".")) and module.startswith(upstream))
+    assert not wrong, "imports against the data flow (move the shared piece upstream): " + ", ".join(wrong)
+
+
 def test_the_circle_finder_sees_circles_through_functions_and_package_inits(tmp_path):
     package = tmp_path / "pkg"
     (package / "sub").mkdir(parents=True)

@@ -1,7 +1,7 @@
 """Motion guide vs demons: heart-box quality on ACDC validation patients and CPU speed.
 
 ``python -m calid.evaluation.motion MODEL_DIR --data DATA/acdc [--threads 2]`` prints
-one table: the held-out-slice test of :mod:`calid.train.motion_val` (keep every 2nd
+one table: the held-out-slice test of :mod:`calid.evaluation.motion_val` (keep every 2nd
 slice, a = 0.5, heart box) for ``registration`` (demons) and ``motion``, and the time
 of each for the bench's x4 case (10 slices of 256 x 256: 9 pairs, 27 targets) on the
 same slices, interleaved so both see the same machine load.
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from calid.models.motion import from_pretrained
-    from calid.train.motion_val import demons_scores, load_val_cases, motion_scores
+    from calid.evaluation.motion_val import demons_scores, load_val_cases, motion_scores
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="motion guide model folder (config.json + model.safetensors)")

@@ -5,7 +5,7 @@ the outer two and penalises Charbonnier + (1 - SSIM) against the real one (insid
 real, un-padded pixels), plus a warping loss that asks each pair flow alone to carry one
 acquired slice onto the other, and MONAI's bending energy on the pair flows. Checkpoints
 (safetensors + JSON) are written every few minutes and the model with the best
-validation heart-box PSNR (ACDC val, :mod:`calid.train.motion_val`) is exported to
+validation heart-box PSNR (ACDC val, :mod:`calid.evaluation.motion_val`) is exported to
 ``RUN/best`` as a model folder, and every validated state to ``RUN/validated/step-N``.
 Stop it at any time; ``--resume`` continues.
 """
@@ -117,7 +117,7 @@ def run_motion(args: argparse.Namespace, device: torch.device) -> None:
     from calid.train.checkpoint import load_checkpoint, save_checkpoint
     from calid.train.data import cached_stacks
     from calid.train.motion_data import TripletSampler, split_stacks
-    from calid.train.motion_val import demons_scores, load_val_cases, motion_scores
+    from calid.evaluation.motion_val import demons_scores, load_val_cases, motion_scores
 
     out: Path = args.out
     if args.crop % 64:

@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--steps", type=positive_int,
                         help="diffusion steps for calid and pixel-diffusion (default: the engine's)")
-    parser.add_argument("--guide", choices=("registration", "none"),
-                        help="calid's start (default: the engine's, registration; none needs no SimpleITK)")
+    parser.add_argument("--guide", choices=("registration", "motion", "none"),
+                        help="calid's start (default: the engine's, registration; motion: the learned motion guide, "
+                             "which runs on the device; none needs no SimpleITK)")
     parser.add_argument("--io", choices=("file", "npy"), default="file",
                         help="read/write NIfTI (file, default) or .npy arrays (npy: for a machine without SimpleITK)")
     parser.add_argument("--size", type=positive_int, metavar="PX",

@@ -118,3 +118,28 @@ def test_bench_frames_needs_a_cine(tmp_path, capsys):
     source = write(_tiny_stack(), tmp_path / "stack.nii.gz")
     assert main(["bench", "--cases", "", "--input", str(source), "--frames", "2"]) == 2
     assert "--frames needs a cine input" in capsys.readouterr().err
+
+
+def test_bench_times_calid_with_the_learned_motion_guide(tmp_path, capsys):
+    import calid.methods.reconstruction as rec
+
+    if not rec.calid_model_available():
+        pytest.skip("the bundled CaLID model is not installed")
+    source = write_small_stack(tmp_path)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--cases", "", "--input", str(source), "--methods", "calid", "--guide", "motion",
+                 "--repeats", "1", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["median_seconds"]["motion guide"] > 0 and "register" not in row["median_seconds"]
+    assert "demons" not in capsys.readouterr().out  # no CPU-only registration stage to warn about
+
+
+def write_small_stack(tmp_path):
+    import numpy as np
+
+    from calid.io.read_write import write
+    from calid.io.volume import Volume
+
+    rng = np.random.default_rng(5)
+    return write(Volume(rng.integers(0, 1000, size=(4, 48, 48)).astype(np.int16), spacing=(1.5, 1.5, 8.0)),
+                 tmp_path / "stack.nii.gz")

@@ -261,7 +261,7 @@ def workload_for(shape: tuple[int, ...], slice_spacing: float, *, factor: int | 
     from calid.methods.calid_settings import DEFAULT_GUIDE, DEFAULT_VIEWS
     from calid.methods.reconstruction import DEFAULT_SAMPLES, DEFAULT_STEPS, resolve_factor, resolve_method, resolve_mode
 
-    frames, slices, height, width = (1, *shape) if len(shape) == 3 else shape
+    frames, slices, height, width = _as_cine_shape(shape)
     header = SimpleNamespace(slice_spacing=slice_spacing, is_cine=len(shape) == 4)  # what the resolvers read
     factor = resolve_factor(header, factor, spacing)
     method, _ = resolve_method(method, model)
@@ -271,9 +271,13 @@ def workload_for(shape: tuple[int, ...], slice_spacing: float, *, factor: int | 
                     guide=guide or DEFAULT_GUIDE, segment=segment)
 
 
-
 def segment_workload(shape: tuple[int, ...], flips: int = 1) -> Workload:
     """The :class:`Workload` of ``calid segment`` on an input of ``shape`` ((T,) Z, Y, X): every slice, ``flips`` passes each."""
-    frames, slices, height, width = (1, *shape) if len(shape) == 3 else shape
+    frames, slices, height, width = _as_cine_shape(shape)
     return Workload(frames=frames, slices=slices, height=height, width=width, factor=1, method=SEGMENT_ONLY,
                     segment=True, flips=flips)
+
+
+def _as_cine_shape(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(T, Z, Y, X) of a ((T,) Z, Y, X) shape: a 3D stack is one frame."""
+    return (1, *shape) if len(shape) == 3 else tuple(shape)

@@ -219,11 +219,8 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
     if guide == "none" and guide_blend:
         raise InputError(f"guide_blend {guide_blend!r} mixes in the guide's estimate, which guide 'none' does not make; "
                          "use guide 'registration' or 'motion', or drop guide_blend")
-    if guide == "none" and guide_detail:
-        raise InputError(f"guide_detail {guide_detail!r} takes fine detail from the guide's estimate, which guide 'none' does "
-                         "not make; use guide 'registration' or 'motion', or drop guide_detail")
     blend = DEFAULT_GUIDE_BLEND if guide_blend is None else guide_blend
-    detail = 0.0 if guide == "none" else DEFAULT_GUIDE_DETAIL if guide_detail is None else guide_detail
+    detail = DEFAULT_GUIDE_DETAIL if guide_detail is None else guide_detail  # check_guide refuses detail with guide 'none'
     detail_mm = DEFAULT_GUIDE_DETAIL_MM if guide_detail_mm is None else guide_detail_mm
     check_guide(guide, float(strength), int(steps), blend=blend, detail=detail, detail_mm=detail_mm)
     views = DEFAULT_VIEWS if views is None else views

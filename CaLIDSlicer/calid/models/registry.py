@@ -12,7 +12,7 @@ from typing import Any
 
 from calid.errors import ModelError
 from calid.models import search
-from calid.models.format import CONFIG_FILE, SEMVER, read_config
+from calid.models.format import CONFIG_FILE, check_version, read_config
 from calid.models.search import check_name, find_model, search_dirs
 
 _ENTRY_TYPES = {
@@ -36,8 +36,10 @@ def validate_registry(data: Any) -> dict:
             if not isinstance(entry[key], kind) or (kind is int and isinstance(entry[key], bool)):
                 raise ModelError(f"{where}: {key} must be {kind}, not {entry[key]!r}")
         check_name(entry["name"])
-        if SEMVER.fullmatch(entry["version"]) is None:
-            raise ModelError(f"{where}: version must be semantic MAJOR.MINOR.PATCH (e.g. \"2.0.0\"), not {entry['version']!r}")
+        try:
+            check_version(entry["version"])
+        except ValueError as err:
+            raise ModelError(f"{where}: {err}") from None
         if entry["sha256"] is not None and not is_sha256(entry["sha256"]):
             raise ModelError(f"{where}: sha256 must be 64 lowercase hex digits, not {entry['sha256']!r}")
         if not entry["bundled"] and (entry["url"] is None or entry["sha256"] is None):

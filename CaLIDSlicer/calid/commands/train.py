@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guide-every", type=int, default=1, metavar="N",
                         help="denoiser --objective guided: registration guides for every N-th cine frame only (default 1; "
                              "denoiser-2dt always uses every frame)")
+    parser.add_argument("--guide-input", action="store_true",
+                        help="denoiser --objective guided: the network also reads the guide's latent as input channels, so it "
+                             "corrects the warped estimate (with --init, those channels are added at zero weight)")
     parser.add_argument("--tune-all", action="store_true",
                         help="denoiser-2dt only: also fine-tune the 3D network (default: train the temporal layers alone)")
     parser.add_argument("--phantoms", type=int, default=24, help="denoiser-2dt only: phantom cines added to training (default 24)")

@@ -29,21 +29,31 @@ def view_of(tensor: torch.Tensor, view: tuple[bool, bool, bool], inverse: bool =
     return tensor
 
 
-def predict_in_views(denoiser, latents, t, context, fraction, gap_mm, views: int, model_kwargs: dict) -> torch.Tensor:
-    """The denoiser's prediction averaged over the first ``views`` in-plane views (one view: a plain call)."""
+def predict_in_views(denoiser, latents, t, context, fraction, gap_mm, views: int, model_kwargs: dict,
+                     guide: torch.Tensor | None = None) -> torch.Tensor:
+    """The denoiser's prediction averaged over the first ``views`` in-plane views (one view: a plain call).
+
+    ``guide`` goes in as an input only to a network that reads one (``guide_input``).
+    """
     total = None
     for view in VIEWS[:views]:
-        prediction = denoiser(view_of(latents, view), t, view_of(context, view), fraction, gap_mm, **model_kwargs)
+        extra = {"guide": view_of(guide, view)} if guide is not None and takes_guide(denoiser) else {}
+        prediction = denoiser(view_of(latents, view), t, view_of(context, view), fraction, gap_mm, **model_kwargs, **extra)
         prediction = view_of(prediction.to(latents.dtype), view, inverse=True)
         total = prediction if total is None else total + prediction
     return total / views
 
 
-def _denoise_chunk(denoiser, scheduler, context, fraction, gap_mm, noise, settings, model_kwargs) -> torch.Tensor:
+def takes_guide(denoiser) -> bool:
+    """True for a denoiser that reads the guide's latent as an input (version 3 and later)."""
+    return bool(getattr(denoiser, "guide_input", False))
+
+
+def _denoise_chunk(denoiser, scheduler, context, fraction, gap_mm, noise, settings, model_kwargs, guide=None) -> torch.Tensor:
     latents = noise
     for timestep in scheduler.timesteps:
         t = torch.full((latents.shape[0],), int(timestep), device=latents.device, dtype=torch.long)
-        prediction = predict_in_views(denoiser, latents, t, context, fraction, gap_mm, settings.views, model_kwargs)
+        prediction = predict_in_views(denoiser, latents, t, context, fraction, gap_mm, settings.views, model_kwargs, guide)
         latents, _ = scheduler.step(prediction, int(timestep), latents, eta=settings.eta, generator=None)
     return latents
 
@@ -101,10 +111,11 @@ def sample_latents(
         for start in range(0, count, settings.chunk):
             part = slice(start, start + settings.chunk)
             initial = noise[sample, part].to(context.device)
-            if guide is not None:
-                initial = guided_start(scheduler, guide[part].to(context.device), initial)
+            part_guide = guide[part].to(context.device) if guide is not None else None
+            if part_guide is not None:
+                initial = guided_start(scheduler, part_guide, initial)
             out[sample, part] = _denoise_chunk(
-                denoiser, scheduler, context[part], fraction[part], gap_mm[part], initial, settings, model_kwargs or {},
+                denoiser, scheduler, context[part], fraction[part], gap_mm[part], initial, settings, model_kwargs or {}, part_guide,
             )
             if on_chunk is not None:
                 on_chunk()

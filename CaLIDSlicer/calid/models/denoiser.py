@@ -6,6 +6,11 @@ only has to learn a correction to linear interpolation), and the latents of
 ``neighbours`` acquired slices on each side (ends padded by repetition). The
 fraction ``a`` in (0, 1) and the physical gap in mm are embedded like the
 diffusion timestep and added to its embedding in every residual block.
+
+With ``guide_input`` (version 3) the network also sees the latent of the guide, the
+neighbours warped to the target (registration or learned motion), as channels of its
+own: it then corrects what warping cannot explain instead of re-drawing what the warp
+already placed. Without a guide the linear blend stands in (training shows it so too).
 """
 
 from __future__ import annotations
@@ -114,6 +119,7 @@ class SliceDenoiser(nn.Module):
         prediction_type: str = "sample",
         num_train_timesteps: int = 1000,
         schedule: str = "scaled_linear_beta",
+        guide_input: bool = False,
     ) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
@@ -128,9 +134,10 @@ class SliceDenoiser(nn.Module):
         self.prediction_type = prediction_type
         self.num_train_timesteps = int(num_train_timesteps)
         self.schedule = schedule
+        self.guide_input = bool(guide_input)
         self.multiple = 2 ** (len(channels) - 1)  # the U-Net's skip connections need sizes divisible by this
         self.unet = ConditionalUNet(
-            in_channels=latent_channels * (2 + 2 * neighbours),
+            in_channels=latent_channels * (2 + 2 * neighbours + int(self.guide_input)),
             out_channels=latent_channels,
             channels=channels,
             num_res_blocks=num_res_blocks,
@@ -145,11 +152,13 @@ class SliceDenoiser(nn.Module):
         fraction: torch.Tensor,
         gap_mm: torch.Tensor,
         frames: int | None = None,
+        guide: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """noisy (N, C, h, w); context (N, 2 * neighbours, C, h, w) ordered along z; fraction, gap_mm (N,).
 
         ``frames``: N holds clips of that many consecutive cine frames (clip-major); this
-        model treats every frame on its own, the 2D+T model mixes them.
+        model treats every frame on its own, the 2D+T model mixes them. ``guide`` (N, C, h, w):
+        the warped estimate's latent, read only by a ``guide_input`` network (None: the linear blend).
         """
         expected = (noisy.shape[0], 2 * self.neighbours, self.latent_channels, *noisy.shape[-2:])
         if tuple(context.shape) != expected:
@@ -157,7 +166,12 @@ class SliceDenoiser(nn.Module):
         before, after = context[:, self.neighbours - 1], context[:, self.neighbours]
         weight = fraction.to(noisy.dtype).view(-1, 1, 1, 1)
         linear = (1 - weight) * before + weight * after
-        inputs, size = pad_to_multiple(torch.cat([noisy, linear, context.flatten(1, 2)], dim=1), self.multiple)
+        parts = [noisy, linear, context.flatten(1, 2)]
+        if self.guide_input:
+            if guide is not None and tuple(guide.shape) != tuple(noisy.shape):
+                raise ValueError(f"guide must have the shape of noisy {tuple(noisy.shape)}, not {tuple(guide.shape)}")
+            parts.append(linear if guide is None else guide.to(noisy.dtype))
+        inputs, size = pad_to_multiple(torch.cat(parts, dim=1), self.multiple)
         geometry = torch.stack([fraction, gap_mm], dim=1).float()
         return crop_to(self.unet(inputs, timesteps, geometry, self.temporal_mix(frames, noisy.shape[0])), size)
 
@@ -176,3 +190,21 @@ class SliceDenoiser(nn.Module):
             prediction_type=self.prediction_type,
             **({"beta_start": 0.0015, "beta_end": 0.0195} if self.schedule == "scaled_linear_beta" else {}),
         )
+
+
+def with_guide_input(model: SliceDenoiser, kwargs: dict) -> tuple[SliceDenoiser, dict]:
+    """A ``guide_input`` copy (and its kwargs) of a 3D denoiser built from ``kwargs``, computing exactly what ``model`` does.
+
+    The guide's input channels start at zero weight, so fine-tuning begins from the
+    trained network's behaviour rather than from scratch.
+    """
+    if model.guide_input:
+        return model, dict(kwargs)
+    kwargs = {**kwargs, "guide_input": True}
+    copy = SliceDenoiser(**kwargs)
+    state = model.state_dict()
+    weight = state["unet.conv_in.weight"]
+    extra = weight.new_zeros((weight.shape[0], model.latent_channels, *weight.shape[2:]))
+    state["unet.conv_in.weight"] = torch.cat([weight, extra], dim=1)
+    copy.load_state_dict(state)
+    return copy, kwargs

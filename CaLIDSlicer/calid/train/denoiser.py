@@ -101,6 +101,19 @@ def diffusion_batch(stacks: list[LatentStack], batch: int, crop: int, neighbours
     return (*drawn[:4], noise, steps, *drawn[4:])
 
 
+def guide_dropout(guide: torch.Tensor, context: torch.Tensor, fraction: torch.Tensor, neighbours: int, rate: float,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """The guide latents with a share ``rate`` of examples replaced by the linear blend of their neighbours.
+
+    A ``guide_input`` network meets the linear blend in place of a guide when the user
+    samples without one (``--guide none``); showing it so in training keeps that path sound.
+    """
+    weight = fraction.to(guide.dtype).view(-1, 1, 1, 1)
+    linear = (1 - weight) * context[:, neighbours - 1] + weight * context[:, neighbours]
+    dropped = (torch.rand(guide.shape[0], generator=generator) < rate).to(guide.device).view(-1, 1, 1, 1)
+    return torch.where(dropped, linear, guide)
+
+
 def denoiser_loss(model: torch.nn.Module, scheduler, batch, prediction_type: str, **model_kwargs) -> tuple[torch.Tensor, dict]:
     """MSE of the network's prediction (x0, noise or v) at the drawn diffusion timesteps."""
     target, context, fraction, gap_mm, noise, timesteps = batch[:6]
@@ -116,7 +129,7 @@ def denoiser_loss(model: torch.nn.Module, scheduler, batch, prediction_type: str
 
 
 def trajectory_loss(model: torch.nn.Module, scheduler, batch, extra_error=None, guide: torch.Tensor | None = None,
-                    **model_kwargs) -> tuple[torch.Tensor, dict]:
+                    guide_input: torch.Tensor | None = None, **model_kwargs) -> tuple[torch.Tensor, dict]:
     """Error of the x0 estimate at every step of the deterministic sampler, on the inputs it really sees.
 
     Inference starts from zeros (temperature 0) and takes few DDIM steps (``scheduler``'s
@@ -124,12 +137,14 @@ def trajectory_loss(model: torch.nn.Module, scheduler, batch, extra_error=None, 
     (detached) result of the step before. ``extra_error(estimate, target)`` adds a term
     (the 2D+T model's frame-change error). ``guide``: start instead from the registration
     guide noised to the first timestep, as the guided sampler does (``scheduler`` then
-    holds the guided schedule).
+    holds the guided schedule). ``guide_input``: the guide latent a ``guide_input`` network reads at every step.
     """
     from calid.methods.sampling import guided_start
 
     target, context, fraction, gap_mm = batch[:4]
     latents = torch.zeros_like(target) if guide is None else guided_start(scheduler, guide, torch.zeros_like(target))
+    if guide_input is not None:
+        model_kwargs = {**model_kwargs, "guide": guide_input}
     total = target.new_zeros(())
     for timestep in scheduler.timesteps:
         steps = torch.full((target.shape[0],), int(timestep), dtype=torch.long, device=target.device)

@@ -15,10 +15,13 @@ from calid.train.data import cached_stacks
 from calid.methods.calid_settings import DEFAULT_GUIDE_STRENGTH
 from calid.methods.reconstruction import DEFAULT_STEPS
 from calid.methods.sampling import trailing_schedule
-from calid.train.denoiser import denoiser_loss, diffusion_batch, latent_batch, trajectory_loss
+from calid.train.denoiser import denoiser_loss, diffusion_batch, guide_dropout, latent_batch, trajectory_loss
 from calid.train.distributed import DistributedContext, barrier, unwrap, wrap
 from calid.train.latents import LatentStack, encode_stacks, load_latents, save_latents
 from calid.train.loop import LoopSettings, train
+
+#: Share of training examples a ``--guide-input`` network sees with the linear blend in place of its guide.
+GUIDE_DROPOUT = 0.15
 
 #: The bundled denoiser's shape (about 2.2 M parameters).
 DENOISER_KWARGS = {"latent_channels": 4, "neighbours": 2, "channels": [32, 64, 128], "num_res_blocks": 1, "norm_num_groups": 16}
@@ -99,19 +102,24 @@ def validation_scores(model: torch.nn.Module, stacks: list[LatentStack], neighbo
 
 
 def initial_denoiser(args: argparse.Namespace):
-    """A fresh network of the bundled shape, or (``--init``) a trained 3D denoiser to fine-tune, and its kwargs."""
-    from calid.models.denoiser import SliceDenoiser
+    """A fresh network of the bundled shape, or (``--init``) a trained 3D denoiser to fine-tune, and its kwargs.
+
+    ``--guide-input``: the network reads the guide's latent too; an ``--init`` model without
+    that input gets it added at zero weight (:func:`calid.models.denoiser.with_guide_input`).
+    """
+    from calid.models.denoiser import SliceDenoiser, with_guide_input
     from calid.models.format import load_model
 
+    guide_input = bool(getattr(args, "guide_input", False))
     if args.init is None:
-        kwargs = {**DENOISER_KWARGS, "prediction_type": args.prediction}
+        kwargs = {**DENOISER_KWARGS, "prediction_type": args.prediction, **({"guide_input": True} if guide_input else {})}
         if getattr(args, "channels", None):
             kwargs["channels"] = list(args.channels)
         return SliceDenoiser(**kwargs), kwargs
     model, config = load_model(args.init)
     if config.architecture != "calid-denoiser" or config.kwargs.get("prediction_type", "sample") != args.prediction:
         raise ValueError(f"--init must be a 3D calid denoiser predicting {args.prediction!r}, not {config.architecture!r} {config.kwargs}")
-    return model, dict(config.kwargs)
+    return with_guide_input(model, config.kwargs) if guide_input else (model, dict(config.kwargs))
 
 
 def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
@@ -121,6 +129,8 @@ def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
     if args.objective in ("trajectory", "guided") and args.prediction != "sample":
         raise ValueError(f"--objective {args.objective} needs --prediction sample (the sampler's x0 estimates are what it scores)")
     guided = args.objective == "guided"
+    if getattr(args, "guide_input", False) and not guided:
+        raise ValueError("--guide-input needs --objective guided: the network learns from the cached guides that objective builds")
     latents = cached_latents(args, "train", context)
     val_latents = cached_latents(args, "val", context)
     guides = cached_guides(args, "train", context) if guided else None
@@ -140,16 +150,22 @@ def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
         print(json.dumps({"step": step, **validation_scores(net, val_latents, net.neighbours, guides=val_guides)}), flush=True)
         net.train()
 
+    reads_guide = bool(getattr(unwrap(model), "guide_input", False))
+
     def loss_of(net, batch):
         batch = [part.to(context.device) for part in batch]
-        loss, logged = denoiser_loss(net, scheduler, batch, args.prediction)
+        inputs = {}
+        if reads_guide:  # the guide as an input too, now and then replaced by the linear blend (--guide none)
+            inputs = {"guide": guide_dropout(batch[-1], batch[1], batch[2], kwargs["neighbours"], GUIDE_DROPOUT)}
+        loss, logged = denoiser_loss(net, scheduler, batch, args.prediction, **inputs)
         if args.objective == "diffusion":
             return loss, logged
         path, _ = trajectory_loss(net, scheduler, batch)  # noise levels stay trained, so --samples N keeps working
         logged = {"diffusion": float(loss.detach()), "trajectory": float(path.detach())}
         if not guided:
             return loss + path, logged
-        from_guide, _ = trajectory_loss(net, guided_scheduler, batch, guide=batch[-1])  # the default sampler's start
+        # the default sampler's start; a guide-reading network sees the guide at every step as well
+        from_guide, _ = trajectory_loss(net, guided_scheduler, batch, guide=batch[-1], guide_input=batch[-1] if reads_guide else None)
         return loss + path + from_guide, {**logged, "guided": float(from_guide.detach())}
 
     draw = partial(diffusion_batch, latents, args.batch, crop, kwargs["neighbours"], scheduler.num_train_timesteps,

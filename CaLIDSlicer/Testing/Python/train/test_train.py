@@ -328,7 +328,8 @@ def test_guided_trajectory_starts_from_the_noised_guide():
 
 
 @pytest.mark.slow
-def test_denoiser_training_with_the_guided_objective_caches_guides_and_trains(tmp_path):
+@pytest.mark.parametrize("guide_input", [False, True])
+def test_denoiser_training_with_the_guided_objective_caches_guides_and_trains(tmp_path, guide_input):
     from calid.cli import main
     from calid.models.denoiser import SliceDenoiser
     from calid.models.format import ModelConfig, load_model, save_model
@@ -341,9 +342,23 @@ def test_denoiser_training_with_the_guided_objective_caches_guides_and_trains(tm
     data = write_nifti_folder(tmp_path / "data", ["patient001_ED.nii.gz", "patient013_ED.nii.gz"])
     cache, out = tmp_path / "cache", tmp_path / "run"
     code = main(["train", "denoiser", "--data", str(data), "--out", str(out), "--steps", "2", "--batch", "2", "--crop", "16",
-                 "--vae", str(vae), "--init", str(start), "--objective", "guided", "--lr", "1e-5", "--cache-dir", str(cache)])
+                 "--vae", str(vae), "--init", str(start), "--objective", "guided", "--lr", "1e-5", "--cache-dir", str(cache)]
+                + (["--guide-input"] if guide_input else []))
     assert code == 0
     assert len(list(cache.glob("guides-train-*-every1.npz"))) == 1 and len(list(cache.glob("guides-val-*.npz"))) == 1
-    tuned, _ = load_model(out / "model")
+    tuned, config = load_model(out / "model")
     original, _ = load_model(start)
-    assert max(float((p - original.state_dict()[name]).abs().max()) for name, p in tuned.state_dict().items()) > 0
+    assert tuned.guide_input == guide_input == bool(config.kwargs.get("guide_input"))
+    before = original.state_dict()
+    assert max(float((p[:, : before[name].shape[1]] if p.ndim > 1 else p).sub(before[name]).abs().max())
+               for name, p in tuned.state_dict().items()) > 0
+    if guide_input:  # the guide's channels, added at zero weight, are trained like every other weight
+        assert float(tuned.state_dict()["unet.conv_in.weight"][:, -2:].abs().max()) > 0
+
+
+def test_guide_input_training_needs_the_guided_objective(tmp_path):
+    from calid.cli import main
+
+    with pytest.raises(ValueError, match="--guide-input needs --objective guided"):
+        main(["train", "denoiser", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--guide-input",
+              "--objective", "trajectory", "--cache-dir", str(tmp_path / "cache")])

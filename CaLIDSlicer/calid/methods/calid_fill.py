@@ -165,6 +165,9 @@ def fill_into(
 
     if decoding not in DECODINGS:
         raise InputError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
+    if decoding == "guide-residual" and guide == "none":
+        raise InputError("decoding 'guide-residual' adds the sampler's correction to the guide's image, which guide 'none' "
+                         "does not make; use guide 'registration' or 'motion', or decoding 'direct'")
     if source.ndim != 4:
         raise InputError(f"array must be (T, Z, Y, X), not shape {source.shape}")
     frames, count, height, width = source.shape
@@ -194,7 +197,8 @@ def fill_into(
                 registration_guide(autoencoder, source, scale, factor, spacing, gaps, device, progress)
             sampled, targets = sample_missing(denoiser, latents, factor, float(spacing[2]), settings, generator, progress,
                                               gaps, temporal, guide_latents)
-            blends = linear_blends(latents, source, scale, factor, denoiser.neighbours, gaps) if decoding == "residual" else None
+            blends = linear_blends(latents, source, scale, factor, denoiser.neighbours, gaps) if decoding == "residual" else \
+                (guide_latents, guide_images) if decoding == "guide-residual" else None
             mixing = guide_images is not None and (guide_blend > 0 or guide_detail > 0)
             mix = (guide_images, guide_blend, guide_detail, sigma_pixels(guide_detail_mm, spacing[:2])) if mixing else None
             decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress, mix)

@@ -18,9 +18,12 @@ SINGLE_SAMPLE_TEMPERATURE = 0.0
 MULTI_SAMPLE_TEMPERATURE = 1.0
 DEFAULT_ETA = 0.0
 #: "residual": linear image blend + decode(sampled) - decode(linear latent blend), so the
-#: autoencoder's own reconstruction error cancels; "direct": decode(sampled) alone.
+#: autoencoder's own reconstruction error cancels; "direct": decode(sampled) alone; "guide-residual":
+#: the guide's image + decode(sampled) - decode(guide latent), so the warped neighbours keep the
+#: texture the autoencoder would lose and only the sampler's correction goes through the decoder
+#: (needs a guide; one more decode per slice).
 DEFAULT_DECODING = "direct"
-DECODINGS = ("residual", "direct")
+DECODINGS = ("residual", "direct", "guide-residual")
 #: "registration": the sampler starts from the latent of the registration-based estimate
 #: (neighbours morphed into each other, :mod:`calid.methods.registration`) noised to GUIDE_STRENGTH of
 #: the schedule, so the denoiser refines a motion-aware first guess; "motion": the same with the learned

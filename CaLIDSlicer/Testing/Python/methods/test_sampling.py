@@ -339,3 +339,28 @@ def test_guide_detail_takes_the_fine_band_from_the_guide_and_keeps_acquired_slic
     # the untrained decoder's fine band is noise; with d = 1 the registration estimate's replaces it
     # (up to the clipping of negative values), so the synthesised slices' fine band moves onto the guide's
     assert distance[1.0] < 0.25 * distance[0.0], distance
+
+
+def test_guide_residual_decoding_returns_the_guide_image_where_the_sampler_keeps_the_guide_latent(model_dir, monkeypatch):
+    import calid.methods.calid_fill as calid_fill
+    from calid.methods.baselines import interpolate
+
+    array = np.random.default_rng(7).uniform(50, 500, size=(1, 3, 12, 12)).astype(np.float32)
+    spacing = (1.5, 1.5, 10.0)
+    kwargs = {"steps": 2, "seed": 0, "device": "cpu", "model": model_dir, "guide": "registration", "guide_blend": 0.0}
+    direct, _ = fill(array, 2, spacing, Progress("none"), decoding="direct", **kwargs)
+    # a sampler that leaves each guide latent as it is: the correction is zero, the guide's own image comes back
+    monkeypatch.setattr(calid_fill, "sample_missing", lambda *args, **kw: (args[-1][None], [1, 3]))
+    kept, _ = fill(array, 2, spacing, Progress("none"), decoding="guide-residual", **kwargs)
+    np.testing.assert_array_equal(kept[:, ::2], array)
+    registration = interpolate(array[0], 2, method="registration", spacing=spacing)[1::2]
+    np.testing.assert_allclose(kept[0, 1::2], registration.clip(min=0), rtol=1e-4, atol=1e-2)
+    assert np.abs(direct[0, 1::2] - registration).max() > 1.0  # the tiny decoder alone does not give it back
+
+
+def test_guide_residual_decoding_needs_a_guide(model_dir):
+    from calid.errors import InputError
+
+    with pytest.raises(InputError, match="guide 'none' does not make"):
+        fill(np.ones((1, 2, 8, 8), np.float32), 2, (1, 1, 1), Progress("none"), device="cpu", model=model_dir,
+             guide="none", decoding="guide-residual")

@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     options = {"seed": args.seed, "device": args.device, "steps": args.steps, "samples": args.samples,
                "guide": args.guide, "guide_strength": args.guide_strength,
                "guide_blend": args.guide_blend, "guide_detail": args.guide_detail, "guide_detail_mm": args.guide_detail_mm,
-               "views": args.views, "temperature": args.temperature, "rife_weights": args.rife_weights}
+               "views": args.views, "temperature": args.temperature, "decoding": args.decoding,
+               "rife_weights": args.rife_weights}
     evaluation = evaluate(cases, args.methods, args.keep_every, args.frames, options, progress=args.progress,
                           dice=not args.no_dice)
     evaluation.settings.update(data=str(args.data), split=args.split, limit=args.limit)

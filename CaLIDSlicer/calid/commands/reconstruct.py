@@ -15,7 +15,7 @@ DESCRIPTION = (
 )
 
 from calid.commands.argtypes import upsampling_factor
-from calid.methods.calid_settings import (DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL, DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH,
+from calid.methods.calid_settings import (DECODINGS, DEFAULT_DECODING, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL, DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH,
                                           DEFAULT_VIEWS, GUIDES)
 from calid.methods.sampler_settings import VIEW_COUNTS
 
@@ -71,6 +71,11 @@ def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CaLID only: scale of the sampler's starting noise, 0 to 2: 0 is the deterministic estimate "
                              "(default with 1 sample: best PSNR, smoothest), 1 a true diffusion sample (default with "
                              "--samples > 1: more texture, further from the truth pixel by pixel)")
+    parser.add_argument("--decoding", choices=DECODINGS,
+                        help=f"CaLID only: how sampled latents become images (default {DEFAULT_DECODING}): 'direct' "
+                             "decodes them; 'guide-residual' adds the sampler's correction to the guide's own image, "
+                             "keeping the warped neighbours' texture (one more decode per slice; needs a guide); 'residual' "
+                             "does the same on the linear blend of the neighbours")
     parser.add_argument("--views", type=int, choices=VIEW_COUNTS,
                         help=f"CaLID only: in-plane flips/transposes each prediction is averaged over (default {DEFAULT_VIEWS}; "
                              "1 is fastest)")
@@ -117,6 +122,7 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
         "guide_detail_mm": args.guide_detail_mm,
         "views": args.views,
         "temperature": args.temperature,
+        "decoding": args.decoding,
         "rife_weights": args.rife_weights,
         "progress": args.progress,
     }

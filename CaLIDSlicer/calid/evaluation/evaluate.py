@@ -102,7 +102,8 @@ def reconstruct_options(method: str, options: dict) -> dict:
     from calid.methods.reconstruction import BASELINES, PEERS, reconstruct
 
     accepted = inspect.signature(reconstruct).parameters
-    diffusion_only = {"steps", "samples", "guide", "guide_strength", "guide_blend", "guide_detail", "guide_detail_mm", "views", "temperature"}
+    diffusion_only = {"steps", "samples", "guide", "guide_strength", "guide_blend", "guide_detail", "guide_detail_mm", "views", "temperature",
+                      "decoding"}
     return {
         name: value
         for name, value in options.items()

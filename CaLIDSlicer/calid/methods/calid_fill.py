@@ -17,8 +17,8 @@ import numpy as np
 from calid.errors import InputError, ModelError
 from calid.methods.detail_transfer import sigma_pixels
 from calid.methods.calid_codec import decode_into, encode_slices, linear_blends, motion_guide, registration_guide, zero_outside_view
-from calid.methods.calid_settings import (DECODINGS, DEFAULT_DECODING, DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL,
-                                          DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, ROUND_IMAGE_PIXELS, check_guide,
+from calid.methods.calid_settings import (DEFAULT_DECODING, DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL,
+                                          DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, ROUND_IMAGE_PIXELS, check_decoding, check_guide,
                                           resolve_device, sampler_settings)
 from calid.models.preprocess import intensity_scale
 from calid.progress import Progress
@@ -163,11 +163,7 @@ def fill_into(
     """
     import torch
 
-    if decoding not in DECODINGS:
-        raise InputError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
-    if decoding == "guide-residual" and guide == "none":
-        raise InputError("decoding 'guide-residual' adds the sampler's correction to the guide's image, which guide 'none' "
-                         "does not make; use guide 'registration' or 'motion', or decoding 'direct'")
+    check_decoding(decoding, guide)
     if source.ndim != 4:
         raise InputError(f"array must be (T, Z, Y, X), not shape {source.shape}")
     frames, count, height, width = source.shape

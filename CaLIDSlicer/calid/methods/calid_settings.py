@@ -135,3 +135,12 @@ def check_detail(detail: float, detail_mm: float) -> None:
     if isinstance(detail_mm, bool) or not isinstance(detail_mm, (int, float)) or not 0 < detail_mm <= MAX_GUIDE_DETAIL_MM:
         raise InputError(f"guide detail width must be a size in mm in (0, {MAX_GUIDE_DETAIL_MM}] (the Gaussian that "
                          f"separates coarse from fine detail; e.g. {DEFAULT_GUIDE_DETAIL_MM}), not {detail_mm!r}")
+
+
+def check_decoding(decoding: str, guide: str) -> None:
+    """Refuse a decoding that is unknown or that needs a guide the run does not make."""
+    if decoding not in DECODINGS:
+        raise InputError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
+    if decoding == "guide-residual" and guide == "none":
+        raise InputError("decoding 'guide-residual' adds the sampler's correction to the guide's image, which guide 'none' "
+                         "does not make; use guide 'registration' or 'motion', or decoding 'direct'")

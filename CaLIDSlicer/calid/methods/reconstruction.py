@@ -18,7 +18,7 @@ import numpy as np
 from calid.errors import InputError
 from calid.methods.calid_settings import (DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL, DEFAULT_GUIDE_DETAIL_MM,
                                           DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, check_guide,
-                                          check_temperature)
+                                          DEFAULT_DECODING, check_decoding, check_temperature)
 from calid.methods.output_dtype import output_dtype, to_output_dtype
 from calid.methods.sampler_settings import VIEW_COUNTS
 from calid.progress import Progress, ProgressMode, as_progress
@@ -190,13 +190,13 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
                       device: str, model: str | None, order: str | None = None, mode: str = "3d",
                       guide: str | None = None, guide_strength: float | None = None, guide_blend: float | None = None,
                       views: int | None = None, guide_detail: float | None = None, guide_detail_mm: float | None = None,
-                      temperature: float | None = None) -> dict:
+                      temperature: float | None = None, decoding: str | None = None) -> dict:
     """Options for the diffusion sampler; refuse them for methods that would ignore them."""
     if method != "calid":
         given = [name for name, value in (("steps", steps), ("samples", samples), ("order", order), ("guide", guide),
                                           ("guide_strength", guide_strength), ("guide_blend", guide_blend), ("views", views),
                                           ("guide_detail", guide_detail), ("guide_detail_mm", guide_detail_mm),
-                                          ("temperature", temperature))
+                                          ("temperature", temperature), ("decoding", decoding))
                  if value is not None]
         if given:
             raise InputError(f"{' and '.join(given)} apply to the calid method only, not {method!r}; drop them")
@@ -223,6 +223,8 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
     detail = DEFAULT_GUIDE_DETAIL if guide_detail is None else guide_detail  # check_guide refuses detail with guide 'none'
     detail_mm = DEFAULT_GUIDE_DETAIL_MM if guide_detail_mm is None else guide_detail_mm
     check_guide(guide, float(strength), int(steps), blend=blend, detail=detail, detail_mm=detail_mm)
+    decoding = DEFAULT_DECODING if decoding is None else decoding
+    check_decoding(decoding, guide)
     views = DEFAULT_VIEWS if views is None else views
     if isinstance(views, bool) or views not in VIEW_COUNTS:
         raise InputError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))} (in-plane flips averaged), not {views!r}")
@@ -230,7 +232,7 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
             "order": order, "mode": mode, "guide": guide, "guide_strength": float(strength),
             "guide_blend": float(blend) if guide != "none" else 0.0, "guide_detail": float(detail),
             "guide_detail_mm": float(detail_mm), "views": int(views),
-            "temperature": check_temperature(temperature, int(samples))}
+            "temperature": check_temperature(temperature, int(samples)), "decoding": decoding}
 
 
 def _peer_options(method: str, rife_weights, device: str) -> dict:
@@ -265,6 +267,7 @@ def reconstruct(
     guide_detail: float | None = None,
     guide_detail_mm: float | None = None,
     temperature: float | None = None,
+    decoding: str | None = None,
 ) -> ReconstructionResult:
     """Dense volume with slice spacing divided by ``factor``; acquired slices unchanged.
 
@@ -280,6 +283,8 @@ def reconstruct(
     CaLID's own (:mod:`calid.methods.detail_transfer`; 0 is off).
     ``rife_weights`` is the Practical-RIFE file for method "rife" (else $CALID_RIFE_WEIGHTS).
     ``temperature`` scales the sampler's starting noise (see :func:`calid.methods.calid_settings.check_temperature`).
+    ``decoding`` ("direct", "residual" or "guide-residual") says how sampled latents become images
+    (see :data:`calid.methods.calid_settings.DECODINGS`).
     """
     from calid.io.validate import check_fits_in_memory, validate_volume
 
@@ -290,7 +295,7 @@ def reconstruct(
     fill = _fill_function(method)
     mode, mode_notes = resolve_mode(mode, method, volume, model)
     options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength,
-                                guide_blend, views, guide_detail, guide_detail_mm, temperature)
+                                guide_blend, views, guide_detail, guide_detail_mm, temperature, decoding)
     options.update(_peer_options(method, rife_weights, device))
     progress = as_progress(progress)
     earlier = dict(progress.stage_seconds)  # a shared Progress (evaluate, cohort) already holds other runs' times

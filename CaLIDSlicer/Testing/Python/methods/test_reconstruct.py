@@ -78,6 +78,9 @@ def test_spacing_chooses_the_factor(oblique_stack):
         ({"factor": 2, "method": "calid", "temperature": 3}, r"temperature must be a number in \[0, 2\]"),
         ({"factor": 2, "method": "calid", "temperature": True}, r"temperature must be a number"),
         ({"factor": 2, "method": "registration", "temperature": 1.0}, "temperature apply to the calid method only"),
+        ({"factor": 2, "method": "calid", "decoding": "sharp"}, "decoding must be one of residual, direct, guide-residual"),
+        ({"factor": 2, "method": "calid", "guide": "none", "decoding": "guide-residual"}, "which guide 'none' does not make"),
+        ({"factor": 2, "method": "linear", "decoding": "direct"}, "decoding apply to the calid method only"),
         ({"factor": 2, "method": "linear", "mode": "sideways"}, "mode must be"),
         ({"factor": 2, "method": "linear", "mode": "2dt"}, "needs a cine"),
     ],
@@ -127,7 +130,7 @@ def test_bundled_calid_model_keeps_measured_slices_and_geometry(oblique_stack, o
     assert result.sampler == {"steps": 2, "samples": 1, "model": None, "order": order, "mode": "3d",
                               "guide": "registration", "guide_strength": 0.5, "guide_blend": 0.2,
                               "guide_detail": rec.DEFAULT_GUIDE_DETAIL, "guide_detail_mm": rec.DEFAULT_GUIDE_DETAIL_MM, "views": 1,
-                              "temperature": 0.0}
+                              "temperature": 0.0, "decoding": rec.DEFAULT_DECODING}
 
 
 

@@ -48,7 +48,8 @@ def wrap(model: torch.nn.Module, context: DistributedContext) -> torch.nn.Module
     model = model.to(context.device)
     from calid.models.accel import for_device
 
-    model = for_device(model, context.device)  # channels-last on CUDA only
+    if context.device.type == "cuda":  # CPU training keeps the default layout (its speed there was not measured)
+        model = for_device(model, context.device)
     if not context.active:
         return model
     device_ids = [context.device.index] if context.device.type == "cuda" else None

@@ -45,7 +45,7 @@ def predict_in_views(denoiser, latents, t, context, fraction, gap_mm, views: int
 
 
 def takes_guide(denoiser) -> bool:
-    """True for a denoiser that reads the guide's latent as an input (version 3 and later)."""
+    """True for a denoiser that reads the guide's latent as an input (``SliceDenoiser(guide_input=True)``)."""
     return bool(getattr(denoiser, "guide_input", False))
 
 

@@ -4,8 +4,8 @@ Channels-last (NHWC) is the layout cuDNN's tensor-core convolutions and oneDNN's
 convolutions run in fastest, so 2D convolution weights are stored that way and activations
 follow (a convolution with channels-last weights returns channels-last output); 3D
 convolutions (the 2D+T model's temporal mixers) keep their layout. On the project's CPU this
-made the autoencoder's decode about 1.4 times faster with outputs equal to float rounding
-(docs/results/bench_cpu_3d.json, before and after). bf16 autocast is applied on CUDA only, where
+made the autoencoder's decode 1.2-1.7 times faster and a whole reconstruction take 0.69-0.88 of
+the time, with outputs equal to float rounding (docs/results/bench_cpu_channels_last.md). bf16 autocast is applied on CUDA only, where
 the networks are called (:func:`calid.methods.calid_fill.sample_missing`, :func:`calid.train.loop.train`).
 """
 

@@ -7,7 +7,7 @@ only has to learn a correction to linear interpolation), and the latents of
 fraction ``a`` in (0, 1) and the physical gap in mm are embedded like the
 diffusion timestep and added to its embedding in every residual block.
 
-With ``guide_input`` (version 3) the network also sees the latent of the guide, the
+With ``guide_input`` the network also sees the latent of the guide, the
 neighbours warped to the target (registration or learned motion), as channels of its
 own: it then corrects what warping cannot explain instead of re-drawing what the warp
 already placed. Without a guide the linear blend stands in (training shows it so too).

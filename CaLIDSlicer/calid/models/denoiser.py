@@ -105,6 +105,12 @@ class ConditionalUNet(nn.Module):
         return down + [down[-1]] + [block.resnets[-1].out_channels for block in self.up]
 
 
+def linear_blend(context: torch.Tensor, fraction: torch.Tensor, neighbours: int) -> torch.Tensor:
+    """(1 - a) * z_prev + a * z_next of the two acquired latents around each target in ``context`` (N, 2k, C, h, w)."""
+    weight = fraction.to(context.dtype).view(-1, 1, 1, 1)
+    return (1 - weight) * context[:, neighbours - 1] + weight * context[:, neighbours]
+
+
 @register_architecture("calid-denoiser")
 class SliceDenoiser(nn.Module):
     """Conditional latent U-Net: noisy latent + linear blend + neighbour latents in, prediction out."""
@@ -163,9 +169,7 @@ class SliceDenoiser(nn.Module):
         expected = (noisy.shape[0], 2 * self.neighbours, self.latent_channels, *noisy.shape[-2:])
         if tuple(context.shape) != expected:
             raise ValueError(f"context must have shape {expected}, not {tuple(context.shape)}")
-        before, after = context[:, self.neighbours - 1], context[:, self.neighbours]
-        weight = fraction.to(noisy.dtype).view(-1, 1, 1, 1)
-        linear = (1 - weight) * before + weight * after
+        linear = linear_blend(context, fraction.to(noisy.dtype), self.neighbours)
         parts = [noisy, linear, context.flatten(1, 2)]
         if self.guide_input:
             if guide is not None and tuple(guide.shape) != tuple(noisy.shape):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from calid.models.denoiser import linear_blend
 from calid.train.augment import centred_crop_box, dihedral
 # encode_images, encode_stacks, save_latents, load_latents: re-exported for code written before they moved to latents.py
 from calid.train.latents import (GAP_WEIGHTS, GAPS, LatentStack, encode_images, encode_stacks, load_latents,  # noqa: F401
@@ -108,8 +109,7 @@ def guide_dropout(guide: torch.Tensor, context: torch.Tensor, fraction: torch.Te
     A ``guide_input`` network meets the linear blend in place of a guide when the user
     samples without one (``--guide none``); showing it so in training keeps that path sound.
     """
-    weight = fraction.to(guide.dtype).view(-1, 1, 1, 1)
-    linear = (1 - weight) * context[:, neighbours - 1] + weight * context[:, neighbours]
+    linear = linear_blend(context, fraction, neighbours).to(guide.dtype)
     dropped = (torch.rand(guide.shape[0], generator=generator) < rate).to(guide.device).view(-1, 1, 1, 1)
     return torch.where(dropped, linear, guide)
 

@@ -84,13 +84,13 @@ def validation_scores(model: torch.nn.Module, stacks: list[LatentStack], neighbo
     """Latent MSE of DDIM samples vs the truth, and of linear blending, on fixed val examples (guided too, with ``guides``)."""
     from calid.methods.calid_settings import DEFAULT_GUIDE_STRENGTH
     from calid.methods.sampling import SamplerSettings, sample_latents
+    from calid.models.denoiser import linear_blend
 
     generator = torch.Generator().manual_seed(1)
     target, context, fraction, gap_mm = latent_batch(stacks, 64, 16, neighbours, generator)
     settings = SamplerSettings(steps=steps, temperature=0.0)
     sampled = sample_latents(model, context, fraction, gap_mm, settings, generator)[0]
-    weight = fraction.view(-1, 1, 1, 1)
-    linear = (1 - weight) * context[:, neighbours - 1] + weight * context[:, neighbours]
+    linear = linear_blend(context, fraction, neighbours)
     scores = {"val_mse": float(((sampled - target) ** 2).mean()), "linear_mse": float(((linear - target) ** 2).mean())}
     if guides is not None:
         generator = torch.Generator().manual_seed(1)

@@ -16,6 +16,7 @@ import numpy as np
 
 from calid.errors import InputError, ModelError
 from calid.methods.detail_transfer import sigma_pixels
+from calid.methods.temporal_smoothing import smooth_in_time
 from calid.methods.calid_codec import decode_into, encode_slices, linear_blends, motion_guide, registration_guide, zero_outside_view
 from calid.methods.calid_settings import (DEFAULT_DECODING, DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL,
                                           DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, ROUND_IMAGE_PIXELS, check_decoding, check_guide,
@@ -145,6 +146,7 @@ def fill_into(
     guide_detail: float = DEFAULT_GUIDE_DETAIL,
     guide_detail_mm: float = DEFAULT_GUIDE_DETAIL_MM,
     views: int = DEFAULT_VIEWS,
+    temporal_smoothing: float = 0.0,
     used: dict | None = None,
 ) -> np.ndarray | None:
     """Write the synthesised slices of ``source`` (T, Z, Y, X) into ``out`` (T, (Z-1)*factor+1, Y, X, any dtype).
@@ -159,6 +161,8 @@ def fill_into(
     ``guide_detail``/``guide_detail_mm``: the share of the guide's detail finer than a Gaussian of that
     width (mm) that replaces CaLID's (:mod:`calid.methods.detail_transfer`).
     ``views``: in-plane flips/transposes each prediction is averaged over (see :data:`DEFAULT_VIEWS`).
+    ``temporal_smoothing``: width in frames of the Gaussian the synthesised slices are smoothed with along time
+    (:mod:`calid.methods.temporal_smoothing`; 0 is off; the per-voxel std is left as sampled).
     ``used``: when given, receives the device and the identities of the models loaded (for the report).
     """
     import torch
@@ -198,6 +202,7 @@ def fill_into(
             mixing = guide_images is not None and (guide_blend > 0 or guide_detail > 0)
             mix = (guide_images, guide_blend, guide_detail, sigma_pixels(guide_detail_mm, spacing[:2])) if mixing else None
             decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress, mix)
+            smooth_in_time(out, targets, temporal_smoothing)
             if outside_view:
                 zero_outside_view(out, std, source, targets, factor)
     return std

@@ -18,7 +18,8 @@ import numpy as np
 from calid.errors import InputError
 from calid.methods.calid_settings import (DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL, DEFAULT_GUIDE_DETAIL_MM,
                                           DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, check_guide,
-                                          DEFAULT_DECODING, check_decoding, check_temperature)
+                                          DEFAULT_DECODING, check_decoding, check_temperature,
+                                          check_temporal_smoothing)
 from calid.methods.output_dtype import output_dtype, to_output_dtype
 from calid.methods.sampler_settings import VIEW_COUNTS
 from calid.progress import Progress, ProgressMode, as_progress
@@ -190,13 +191,15 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
                       device: str, model: str | None, order: str | None = None, mode: str = "3d",
                       guide: str | None = None, guide_strength: float | None = None, guide_blend: float | None = None,
                       views: int | None = None, guide_detail: float | None = None, guide_detail_mm: float | None = None,
-                      temperature: float | None = None, decoding: str | None = None) -> dict:
+                      temperature: float | None = None, decoding: str | None = None,
+                      temporal_smoothing: float | None = None) -> dict:
     """Options for the diffusion sampler; refuse them for methods that would ignore them."""
     if method != "calid":
         given = [name for name, value in (("steps", steps), ("samples", samples), ("order", order), ("guide", guide),
                                           ("guide_strength", guide_strength), ("guide_blend", guide_blend), ("views", views),
                                           ("guide_detail", guide_detail), ("guide_detail_mm", guide_detail_mm),
-                                          ("temperature", temperature), ("decoding", decoding))
+                                          ("temperature", temperature), ("decoding", decoding),
+                                          ("temporal_smoothing", temporal_smoothing))
                  if value is not None]
         if given:
             raise InputError(f"{' and '.join(given)} apply to the calid method only, not {method!r}; drop them")
@@ -232,7 +235,8 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
             "order": order, "mode": mode, "guide": guide, "guide_strength": float(strength),
             "guide_blend": float(blend) if guide != "none" else 0.0, "guide_detail": float(detail),
             "guide_detail_mm": float(detail_mm), "views": int(views),
-            "temperature": check_temperature(temperature, int(samples)), "decoding": decoding}
+            "temperature": check_temperature(temperature, int(samples)), "decoding": decoding,
+            "temporal_smoothing": check_temporal_smoothing(temporal_smoothing, mode)}
 
 
 def _peer_options(method: str, rife_weights, device: str) -> dict:
@@ -268,6 +272,7 @@ def reconstruct(
     guide_detail_mm: float | None = None,
     temperature: float | None = None,
     decoding: str | None = None,
+    temporal_smoothing: float | None = None,
 ) -> ReconstructionResult:
     """Dense volume with slice spacing divided by ``factor``; acquired slices unchanged.
 
@@ -284,7 +289,8 @@ def reconstruct(
     ``rife_weights`` is the Practical-RIFE file for method "rife" (else $CALID_RIFE_WEIGHTS).
     ``temperature`` scales the sampler's starting noise (see :func:`calid.methods.calid_settings.check_temperature`).
     ``decoding`` ("direct", "residual" or "guide-residual") says how sampled latents become images
-    (see :data:`calid.methods.calid_settings.DECODINGS`).
+    (see :data:`calid.methods.calid_settings.DECODINGS`). ``temporal_smoothing`` (frames; default 1.5 in mode
+    "2dt", 0 in "3d") smooths the synthesised slices of a cine along time (:mod:`calid.methods.temporal_smoothing`).
     """
     from calid.io.validate import check_fits_in_memory, validate_volume
 
@@ -295,7 +301,11 @@ def reconstruct(
     fill = _fill_function(method)
     mode, mode_notes = resolve_mode(mode, method, volume, model)
     options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength,
-                                guide_blend, views, guide_detail, guide_detail_mm, temperature, decoding)
+                                guide_blend, views, guide_detail, guide_detail_mm, temperature, decoding,
+                                temporal_smoothing)
+    if temporal_smoothing and not volume.is_cine:
+        raise InputError(f"temporal smoothing {temporal_smoothing!r} works along the frames of a cine, and this volume has "
+                         "one frame; drop it")
     options.update(_peer_options(method, rife_weights, device))
     progress = as_progress(progress)
     earlier = dict(progress.stage_seconds)  # a shared Progress (evaluate, cohort) already holds other runs' times

@@ -16,7 +16,7 @@ DESCRIPTION = (
 
 from calid.commands.argtypes import upsampling_factor
 from calid.methods.calid_settings import (DECODINGS, DEFAULT_DECODING, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL, DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH,
-                                          DEFAULT_TEMPORAL_SMOOTHING_2DT, DEFAULT_VIEWS, GUIDES)
+                                          DEFAULT_TEMPORAL_SMOOTHING_SHARE, DEFAULT_VIEWS, GUIDES)
 from calid.methods.sampler_settings import VIEW_COUNTS
 
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
@@ -81,7 +81,8 @@ def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
                              "1 is fastest)")
     parser.add_argument("--temporal-smoothing", type=float, metavar="FRAMES",
                         help=f"CaLID on a cine only: width in frames of the Gaussian the synthesised slices are smoothed "
-                             f"with along time, 0 for none (default {DEFAULT_TEMPORAL_SMOOTHING_2DT:g} in 2D+T mode, 0 in 3D "
+                             f"with along time, 0 for none (default in 2D+T mode: {DEFAULT_TEMPORAL_SMOOTHING_SHARE * 100:g} %% of the frame "
+                             "count, 1.5 at 30 frames; 0 in 3D "
                              "mode); acquired slices are never changed")
 
 

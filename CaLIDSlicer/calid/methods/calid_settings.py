@@ -107,19 +107,23 @@ def check_temperature(temperature: float | None, samples: int = 1) -> float:
     return float(temperature)
 
 
-#: 2D+T: width (in frames) of the Gaussian the synthesised slices are smoothed with along time, wrapping
-#: around (a cine is one periodic heartbeat). Frame-to-frame flicker of what the sampler and the guide
-#: draw frame by frame is not in the heart's motion; measured on ACDC cine validation patients
-#: (docs/results/acdc_val_temporal_smoothing.md). 3D mode treats every frame on its own: 0 there.
-DEFAULT_TEMPORAL_SMOOTHING_2DT = 1.5
-#: Wider than this blurs the motion itself (ACDC cines have 28-35 frames per heartbeat).
+#: 2D+T: width of the Gaussian the synthesised slices are smoothed with along time, as a share of the
+#: cine's frame count (a cine is one periodic heartbeat, so the filter wraps around): 1.5 frames at
+#: ACDC's 30, 1 at Sunnybrook's 20, next to nothing at 4. Frame-to-frame flicker of what the sampler
+#: and the guide draw frame by frame is not in the heart's motion; measured on ACDC cine validation
+#: patients (docs/results/acdc_val_temporal_smoothing.md). 3D mode treats every frame on its own: 0 there.
+DEFAULT_TEMPORAL_SMOOTHING_SHARE = 0.05
+#: Wider than this (frames) blurs the motion itself (ACDC cines have 28-35 frames per heartbeat).
 MAX_TEMPORAL_SMOOTHING = 5.0
 
 
-def check_temporal_smoothing(sigma: float | None, mode: str) -> float:
-    """The temporal Gaussian width (frames) to use: ``sigma``, or the default of ``mode`` when None; InputError if unusable."""
+def check_temporal_smoothing(sigma: float | None, mode: str, frames: int = 1) -> float:
+    """The temporal Gaussian width in frames: ``sigma``, or the default of ``mode`` for ``frames`` when None.
+
+    InputError if ``sigma`` is unusable.
+    """
     if sigma is None:
-        return DEFAULT_TEMPORAL_SMOOTHING_2DT if mode == "2dt" else 0.0
+        return round(DEFAULT_TEMPORAL_SMOOTHING_SHARE * frames, 3) if mode == "2dt" and frames > 1 else 0.0
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 <= sigma <= MAX_TEMPORAL_SMOOTHING:
         raise InputError(f"temporal smoothing must be a number of frames in [0, {MAX_TEMPORAL_SMOOTHING:g}] "
                          f"(0: off), not {sigma!r}")

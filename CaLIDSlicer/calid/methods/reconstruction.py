@@ -192,7 +192,7 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
                       guide: str | None = None, guide_strength: float | None = None, guide_blend: float | None = None,
                       views: int | None = None, guide_detail: float | None = None, guide_detail_mm: float | None = None,
                       temperature: float | None = None, decoding: str | None = None,
-                      temporal_smoothing: float | None = None) -> dict:
+                      temporal_smoothing: float | None = None, frames: int = 1) -> dict:
     """Options for the diffusion sampler; refuse them for methods that would ignore them."""
     if method != "calid":
         given = [name for name, value in (("steps", steps), ("samples", samples), ("order", order), ("guide", guide),
@@ -236,7 +236,7 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
             "guide_blend": float(blend) if guide != "none" else 0.0, "guide_detail": float(detail),
             "guide_detail_mm": float(detail_mm), "views": int(views),
             "temperature": check_temperature(temperature, int(samples)), "decoding": decoding,
-            "temporal_smoothing": check_temporal_smoothing(temporal_smoothing, mode)}
+            "temporal_smoothing": check_temporal_smoothing(temporal_smoothing, mode, frames)}
 
 
 def _peer_options(method: str, rife_weights, device: str) -> dict:
@@ -289,8 +289,8 @@ def reconstruct(
     ``rife_weights`` is the Practical-RIFE file for method "rife" (else $CALID_RIFE_WEIGHTS).
     ``temperature`` scales the sampler's starting noise (see :func:`calid.methods.calid_settings.check_temperature`).
     ``decoding`` ("direct", "residual" or "guide-residual") says how sampled latents become images
-    (see :data:`calid.methods.calid_settings.DECODINGS`). ``temporal_smoothing`` (frames; default 1.5 in mode
-    "2dt", 0 in "3d") smooths the synthesised slices of a cine along time (:mod:`calid.methods.temporal_smoothing`).
+    (see :data:`calid.methods.calid_settings.DECODINGS`). ``temporal_smoothing`` (frames; default 5 % of the frame
+    count in mode "2dt", 0 in "3d") smooths the synthesised slices of a cine along time (:mod:`calid.methods.temporal_smoothing`).
     """
     from calid.io.validate import check_fits_in_memory, validate_volume
 
@@ -302,7 +302,7 @@ def reconstruct(
     mode, mode_notes = resolve_mode(mode, method, volume, model)
     options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength,
                                 guide_blend, views, guide_detail, guide_detail_mm, temperature, decoding,
-                                temporal_smoothing)
+                                temporal_smoothing, volume.n_frames)
     if temporal_smoothing and not volume.is_cine:
         raise InputError(f"temporal smoothing {temporal_smoothing!r} works along the frames of a cine, and this volume has "
                          "one frame; drop it")

@@ -2,7 +2,7 @@
 
 The sampler and the guide draw every frame's missing slices from that frame's neighbours; what
 they get wrong differs from frame to frame, while the heart moves smoothly over the 20-35 frames
-of a heartbeat. A narrow Gaussian along time (about 1.5 frames) removes that flicker and keeps the
+of a heartbeat. A narrow Gaussian along time (5 % of the heartbeat: 1.5 of 30 frames) removes that flicker and keeps the
 motion. Only synthesised slices are touched: the acquired ones are measured data.
 """
 

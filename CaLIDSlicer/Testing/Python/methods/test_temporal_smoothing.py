@@ -46,7 +46,7 @@ def _bundled_2dt_cine():
 
     if not calid_model_available("calid-denoiser-2dt-acdc"):
         pytest.skip("the bundled 2D+T model is not installed")
-    return make_phantom(n_slices=3, n_frames=6, size=(40, 40), pixel_spacing=4.0, seed=5).image
+    return make_phantom(n_slices=3, n_frames=20, size=(32, 32), pixel_spacing=5.0, seed=5).image
 
 
 def test_2dt_smooths_by_default_and_3d_does_not():
@@ -55,15 +55,25 @@ def test_2dt_smooths_by_default_and_3d_does_not():
     cine = _bundled_2dt_cine()
     smoothed = reconstruct(cine, factor=2, mode="2dt", device="cpu")
     raw = reconstruct(cine, factor=2, mode="2dt", device="cpu", temporal_smoothing=0)
-    assert smoothed.sampler["temporal_smoothing"] == 1.5 and raw.sampler["temporal_smoothing"] == 0.0
+    assert smoothed.sampler["temporal_smoothing"] == 1.0 and raw.sampler["temporal_smoothing"] == 0.0  # 5 % of 20 frames
     np.testing.assert_array_equal(smoothed.volume.array[:, ::2], cine.array)  # measured data untouched
     synthesised = list(smoothed.volume.synthesized)
-    expected = gaussian_filter1d(raw.volume.array[:, synthesised].astype(np.float32), 1.5, axis=0, mode="wrap")
+    expected = gaussian_filter1d(raw.volume.array[:, synthesised].astype(np.float32), 1.0, axis=0, mode="wrap")
     np.testing.assert_allclose(smoothed.volume.array[:, synthesised], expected, rtol=1e-4, atol=1e-2)
     flicker = [np.abs(np.diff(r.volume.array[:, synthesised].astype(np.float64), axis=0)).mean() for r in (raw, smoothed)]
     assert flicker[1] < flicker[0]
     frame_by_frame = reconstruct(cine, factor=2, mode="3d", device="cpu")
     assert frame_by_frame.sampler["temporal_smoothing"] == 0.0
+
+
+def test_the_default_width_follows_the_frame_count_in_2dt_only():
+    from calid.methods.calid_settings import check_temporal_smoothing
+
+    assert check_temporal_smoothing(None, "2dt", 30) == 1.5
+    assert check_temporal_smoothing(None, "2dt", 4) == 0.2  # a short cine is barely touched
+    assert check_temporal_smoothing(None, "2dt", 1) == 0.0
+    assert check_temporal_smoothing(None, "3d", 30) == 0.0
+    assert check_temporal_smoothing(2, "3d", 30) == 2.0
 
 
 @pytest.mark.parametrize("value, message", [(-1.0, "temporal smoothing must be"), (9.0, "temporal smoothing must be"),

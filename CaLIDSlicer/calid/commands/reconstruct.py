@@ -16,7 +16,8 @@ DESCRIPTION = (
 
 from calid.commands.argtypes import upsampling_factor
 from calid.methods.calid_settings import (DECODINGS, DEFAULT_DECODING, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL, DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH,
-                                          DEFAULT_TEMPORAL_SMOOTHING_SHARE, DEFAULT_VIEWS, GUIDES)
+                                          DEFAULT_TEMPORAL_SMOOTHING_SHARE, DEFAULT_VIEWS, GUIDES,
+                                          DEFAULT_GUIDE_LATENTS, GUIDE_LATENTS)
 from calid.methods.sampler_settings import VIEW_COUNTS
 
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
@@ -79,6 +80,10 @@ def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--views", type=int, choices=VIEW_COUNTS,
                         help=f"CaLID only: in-plane flips/transposes each prediction is averaged over (default {DEFAULT_VIEWS}; "
                              "1 is fastest)")
+    parser.add_argument("--guide-latents", choices=GUIDE_LATENTS,
+                        help=f"CaLID only: how the registration guide's latent is made (default {DEFAULT_GUIDE_LATENTS}): "
+                             "'encode' runs the encoder on every morphed image; 'warp' moves the acquired slices' latents "
+                             "by the same motion (faster, a little softer; needs --guide registration)")
     parser.add_argument("--temporal-smoothing", type=float, metavar="FRAMES",
                         help=f"CaLID on a cine only: width in frames of the Gaussian the synthesised slices are smoothed "
                              f"with along time, 0 for none (default in 2D+T mode: {DEFAULT_TEMPORAL_SMOOTHING_SHARE * 100:g} %% of the frame "
@@ -129,6 +134,7 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
         "temperature": args.temperature,
         "decoding": args.decoding,
         "temporal_smoothing": args.temporal_smoothing,
+        "guide_latents": args.guide_latents,
         "rife_weights": args.rife_weights,
         "progress": args.progress,
     }

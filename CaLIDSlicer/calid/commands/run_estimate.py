@@ -34,6 +34,7 @@ def estimate_for_args(args: argparse.Namespace, shape: tuple[int, ...], slice_sp
     work = workload_for(tuple(shape), slice_spacing, factor=args.factor or (None if args.spacing else 2),
                         spacing=args.spacing, method=args.method, mode=args.mode, steps=args.steps,
                         samples=args.samples, views=args.views, guide=args.guide,
+                        guide_latents=getattr(args, "guide_latents", None),
                         segment=getattr(args, "segment", None) is not None)
     device = estimate_device(args.device)
     slow = work.method in PROBED or work.segment

@@ -73,27 +73,41 @@ def decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress
 
 
 def registration_guide(autoencoder, source: np.ndarray, scale: float, factor: int, spacing: tuple, gaps: range, device: str,
-                       progress: Progress):
+                       progress: Progress, latents=None):
     """Latents (T, M, C, h, w) and normalised images (T, M, Y, X) of the registration-based estimate of every missing slice of ``gaps``.
 
     The same morphing as the registration baseline (:func:`calid.methods.registration.morph_between`),
-    in the order :func:`calid.methods.sampling.gap_requests` lists the missing slices.
+    in the order :func:`calid.methods.sampling.gap_requests` lists the missing slices. With the acquired
+    slices' ``latents`` (T, Z, C, h, w) the guide's latents are those latents moved by the same motion
+    (:mod:`calid.methods.latent_warp`, no encoder call); without, the morphed images are encoded.
     """
-    from calid.methods.registration import morph_between
+    import torch
+
+    from calid.methods.latent_warp import morph_latents
+    from calid.methods.registration import symmetric_motion, warp_between
 
     frames, _, height, width = source.shape
     fractions = np.arange(1, factor) / factor
+    spacing_xy = (float(spacing[0]), float(spacing[1]))
     images = np.empty((frames, len(gaps) * (factor - 1), height, width), np.float32)
-    chunks = -(-images.shape[0] * images.shape[1] // decode_chunk(height, width))
+    warped = [[None] * len(gaps) for _ in range(frames)] if latents is not None else None
+    chunks = 0 if latents is not None else -(-images.shape[0] * images.shape[1] // decode_chunk(height, width))
     # one stage for morphing and encoding, so the report's stage times add up to the run's
     with progress.stage("register", frames * len(gaps) + chunks) as stage:
         for t in range(frames):
             for i, gap in enumerate(gaps):
-                morphed = morph_between(source[t, gap].astype(np.float32), source[t, gap + 1].astype(np.float32), fractions,
-                                        (float(spacing[0]), float(spacing[1])))
-                images[t, i * (factor - 1) : (i + 1) * (factor - 1)] = normalise(morphed, scale)
+                prev, next_ = source[t, gap].astype(np.float32), source[t, gap + 1].astype(np.float32)
+                motion = symmetric_motion(prev, next_, spacing_xy)
+                images[t, i * (factor - 1) : (i + 1) * (factor - 1)] = normalise(
+                    warp_between(prev, next_, motion, fractions, spacing_xy), scale)
+                if warped is not None:
+                    warped[t][i] = morph_latents(latents[t, gap], latents[t, gap + 1], motion, fractions, spacing_xy,
+                                                 autoencoder.downsampling)
                 stage.advance()
-        return _encode_guide(autoencoder, images, device, stage)
+        if warped is None:
+            return _encode_guide(autoencoder, images, device, stage)
+        guide = torch.stack([torch.cat(row) for row in warped])
+        return guide, torch.from_numpy(images)
 
 
 def motion_guide(autoencoder, motion, source: np.ndarray, scale: float, factor: int, gaps: range, device: str,

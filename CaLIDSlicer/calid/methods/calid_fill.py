@@ -19,7 +19,7 @@ from calid.methods.detail_transfer import sigma_pixels
 from calid.methods.temporal_smoothing import smooth_in_time
 from calid.methods.calid_codec import decode_into, encode_slices, linear_blends, motion_guide, registration_guide, zero_outside_view
 from calid.methods.calid_settings import (DEFAULT_DECODING, DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL,
-                                          DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, ROUND_IMAGE_PIXELS, check_decoding, check_guide,
+                                          DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, ROUND_IMAGE_PIXELS, check_decoding, check_guide, check_guide_latents, DEFAULT_GUIDE_LATENTS,
                                           resolve_device, sampler_settings)
 from calid.models.preprocess import intensity_scale
 from calid.progress import Progress
@@ -147,6 +147,7 @@ def fill_into(
     guide_detail_mm: float = DEFAULT_GUIDE_DETAIL_MM,
     views: int = DEFAULT_VIEWS,
     temporal_smoothing: float = 0.0,
+    guide_latents: str = DEFAULT_GUIDE_LATENTS,
     used: dict | None = None,
 ) -> np.ndarray | None:
     """Write the synthesised slices of ``source`` (T, Z, Y, X) into ``out`` (T, (Z-1)*factor+1, Y, X, any dtype).
@@ -163,11 +164,14 @@ def fill_into(
     ``views``: in-plane flips/transposes each prediction is averaged over (see :data:`DEFAULT_VIEWS`).
     ``temporal_smoothing``: width in frames of the Gaussian the synthesised slices are smoothed with along time
     (:mod:`calid.methods.temporal_smoothing`; 0 is off; the per-voxel std is left as sampled).
+    ``guide_latents``: "encode" the registration guide's images, or "warp" the acquired latents
+    (:data:`calid.methods.calid_settings.GUIDE_LATENTS`).
     ``used``: when given, receives the device and the identities of the models loaded (for the report).
     """
     import torch
 
     check_decoding(decoding, guide)
+    check_guide_latents(guide_latents, guide)
     if source.ndim != 4:
         raise InputError(f"array must be (T, Z, Y, X), not shape {source.shape}")
     frames, count, height, width = source.shape
@@ -194,7 +198,8 @@ def fill_into(
         for gaps in gap_chunks(count - 1, frames, factor, latent_pixels):
             guide_latents, guide_images = (None, None) if guide == "none" else \
                 motion_guide(autoencoder, motion, source, scale, factor, gaps, device, progress) if guide == "motion" else \
-                registration_guide(autoencoder, source, scale, factor, spacing, gaps, device, progress)
+                registration_guide(autoencoder, source, scale, factor, spacing, gaps, device, progress,
+                                   latents if guide_latents == "warp" else None)
             sampled, targets = sample_missing(denoiser, latents, factor, float(spacing[2]), settings, generator, progress,
                                               gaps, temporal, guide_latents)
             blends = linear_blends(latents, source, scale, factor, denoiser.neighbours, gaps) if decoding == "residual" else \

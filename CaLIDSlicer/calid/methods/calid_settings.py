@@ -33,6 +33,12 @@ DECODINGS = ("residual", "direct", "guide-residual")
 #: against 18.79 / 0.440 unguided (0.4: 18.69 / 0.457; 0.25: 18.51 / 0.455; docs/results/acdc_val_guide.md).
 GUIDES = ("registration", "motion", "none")
 DEFAULT_GUIDE = "registration"
+#: How the registration guide's latent is made: "encode" runs the encoder on every morphed image;
+#: "warp" moves the acquired neighbours' latents by the same motion (:mod:`calid.methods.latent_warp`),
+#: no encoder call: faster (no encoding of the synthesised slices' guides), a little softer on ACDC
+#: validation (docs/results/acdc_val_guide_latents.md).
+GUIDE_LATENTS = ("encode", "warp")
+DEFAULT_GUIDE_LATENTS = "encode"
 DEFAULT_GUIDE_STRENGTH = 0.5
 #: Share of the registration estimate in each synthesised image when the start is guided:
 #: (1 - w) * CaLID + w * registration. The denoiser predicts something close to the conditional
@@ -158,6 +164,15 @@ def check_detail(detail: float, detail_mm: float) -> None:
     if isinstance(detail_mm, bool) or not isinstance(detail_mm, (int, float)) or not 0 < detail_mm <= MAX_GUIDE_DETAIL_MM:
         raise InputError(f"guide detail width must be a size in mm in (0, {MAX_GUIDE_DETAIL_MM}] (the Gaussian that "
                          f"separates coarse from fine detail; e.g. {DEFAULT_GUIDE_DETAIL_MM}), not {detail_mm!r}")
+
+
+def check_guide_latents(guide_latents: str, guide: str) -> None:
+    """Refuse an unknown way of making the guide's latent, or "warp" with a guide that has no demons motion."""
+    if guide_latents not in GUIDE_LATENTS:
+        raise InputError(f"guide latents must be one of {', '.join(GUIDE_LATENTS)}, not {guide_latents!r}")
+    if guide_latents == "warp" and guide != "registration":
+        raise InputError(f"guide latents 'warp' moves the neighbours' latents by the registration's motion, which guide "
+                         f"{guide!r} does not compute; use guide 'registration' or guide latents 'encode'")
 
 
 def check_decoding(decoding: str, guide: str) -> None:

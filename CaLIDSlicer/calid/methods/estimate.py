@@ -64,6 +64,7 @@ class Workload:
     samples: int = 1
     views: int = 1
     guide: str = "registration"
+    guide_latents: str = "encode"
     segment: bool = False
     flips: int = 1  # mirror images the segmenter averages per slice (each one a full pass)
 
@@ -88,6 +89,8 @@ def stage_units(work: Workload) -> dict[str, dict[str, float]]:
             stages["encode"] = {"encode": work.frames * work.slices}
             if work.guide == "registration":
                 stages["register"] = {"register_gap": work.gaps, "register_slice": work.synthesized}
+                if work.guide_latents == "warp":  # the same morph without encoding its image (latent warp: negligible)
+                    stages["register"]["encode"] = -work.synthesized
             elif work.guide == "motion":  # the network's own time is not calibrated yet: its images' encoding only
                 stages["motion guide"] = {"encode": work.synthesized}
             stages["sample"] = {f"sample_{work.mode}": work.synthesized * work.steps * work.samples * work.views}
@@ -254,11 +257,11 @@ def estimate_device(device: str) -> str:
 def workload_for(shape: tuple[int, ...], slice_spacing: float, *, factor: int | None = None, spacing: float | None = None,
                  method: str = "auto", mode: str = "auto", steps: int | None = None, samples: int | None = None,
                  views: int | None = None, guide: str | None = None, segment: bool = False,
-                 model: str | None = None) -> Workload:
+                 model: str | None = None, guide_latents: str | None = None) -> Workload:
     """The :class:`Workload` of ``calid.reconstruct`` on an input of ``shape`` ((T,) Z, Y, X), resolved as the engine resolves it."""
     from types import SimpleNamespace
 
-    from calid.methods.calid_settings import DEFAULT_GUIDE, DEFAULT_VIEWS
+    from calid.methods.calid_settings import DEFAULT_GUIDE, DEFAULT_GUIDE_LATENTS, DEFAULT_VIEWS
     from calid.methods.reconstruction import DEFAULT_SAMPLES, DEFAULT_STEPS, resolve_factor, resolve_method, resolve_mode
 
     frames, slices, height, width = _as_cine_shape(shape)
@@ -268,7 +271,7 @@ def workload_for(shape: tuple[int, ...], slice_spacing: float, *, factor: int | 
     mode, _ = resolve_mode(mode, method, header, model)
     return Workload(frames=frames, slices=slices, height=height, width=width, factor=factor, method=method, mode=mode,
                     steps=steps or DEFAULT_STEPS, samples=samples or DEFAULT_SAMPLES, views=views or DEFAULT_VIEWS,
-                    guide=guide or DEFAULT_GUIDE, segment=segment)
+                    guide=guide or DEFAULT_GUIDE, guide_latents=guide_latents or DEFAULT_GUIDE_LATENTS, segment=segment)
 
 
 def segment_workload(shape: tuple[int, ...], flips: int = 1) -> Workload:

@@ -61,9 +61,19 @@ def morph_between(
     settings: DemonsSettings = DEFAULT_SETTINGS,
 ) -> np.ndarray:
     """Slices at each fraction a in (0, 1) from ``prev`` (a = 0) to ``next_`` (a = 1)."""
+    return warp_between(prev, next_, symmetric_motion(prev, next_, spacing_xy, settings), fractions, spacing_xy)
+
+
+def warp_between(
+    prev: np.ndarray,
+    next_: np.ndarray,
+    motion: np.ndarray,
+    fractions: np.ndarray,
+    spacing_xy: tuple[float, float],
+) -> np.ndarray:
+    """:func:`morph_between` with the motion (:func:`symmetric_motion`) already known."""
     prev_image = _as_image(prev, spacing_xy)
     next_image = _as_image(next_, spacing_xy)
-    motion = symmetric_motion(prev, next_, spacing_xy, settings)
     slices = []
     for a in fractions:
         warped_prev = _warp(prev_image, motion, -a)

@@ -130,7 +130,8 @@ def test_bundled_calid_model_keeps_measured_slices_and_geometry(oblique_stack, o
     assert result.sampler == {"steps": 2, "samples": 1, "model": None, "order": order, "mode": "3d",
                               "guide": "registration", "guide_strength": 0.5, "guide_blend": 0.2,
                               "guide_detail": rec.DEFAULT_GUIDE_DETAIL, "guide_detail_mm": rec.DEFAULT_GUIDE_DETAIL_MM, "views": 1,
-                              "temperature": 0.0, "decoding": rec.DEFAULT_DECODING, "temporal_smoothing": 0.0}
+                              "temperature": 0.0, "decoding": rec.DEFAULT_DECODING, "temporal_smoothing": 0.0,
+                              "guide_latents": "encode"}
 
 
 

@@ -17,7 +17,7 @@ DESCRIPTION = (
 from calid.commands.argtypes import upsampling_factor
 from calid.methods.calid_settings import (DECODINGS, DEFAULT_DECODING, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL, DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH,
                                           DEFAULT_TEMPORAL_SMOOTHING_SHARE, DEFAULT_VIEWS, GUIDES,
-                                          DEFAULT_GUIDE_LATENTS, GUIDE_LATENTS)
+                                          DEFAULT_GUIDE_LATENTS, GUIDE_LATENTS, DEFAULT_SHARPEN, DEFAULT_SHARPEN_MM)
 from calid.methods.sampler_settings import VIEW_COUNTS
 
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
@@ -80,6 +80,12 @@ def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--views", type=int, choices=VIEW_COUNTS,
                         help=f"CaLID only: in-plane flips/transposes each prediction is averaged over (default {DEFAULT_VIEWS}; "
                              "1 is fastest)")
+    parser.add_argument("--sharpen", type=float, metavar="A",
+                        help=f"CaLID only: unsharp mask on the synthesised slices, out + A * (out - blur(out)), 0 for none "
+                             f"(default {DEFAULT_SHARPEN:g}): more contrast and edge, less PSNR (measured trade-off in "
+                             "docs/results/acdc_val_v2_tradeoff.md)")
+    parser.add_argument("--sharpen-mm", type=float, metavar="MM",
+                        help=f"CaLID only: width of the Gaussian blur of --sharpen (default {DEFAULT_SHARPEN_MM:g} mm)")
     parser.add_argument("--guide-latents", choices=GUIDE_LATENTS,
                         help=f"CaLID only: how the registration guide's latent is made (default {DEFAULT_GUIDE_LATENTS}): "
                              "'encode' runs the encoder on every morphed image; 'warp' moves the acquired slices' latents "
@@ -135,6 +141,8 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
         "decoding": args.decoding,
         "temporal_smoothing": args.temporal_smoothing,
         "guide_latents": args.guide_latents,
+        "sharpen": args.sharpen,
+        "sharpen_mm": args.sharpen_mm,
         "rife_weights": args.rife_weights,
         "progress": args.progress,
     }

@@ -37,16 +37,19 @@ def decode_chunk(height: int, width: int) -> int:
     return max(1, min(CHUNK, ROUND_IMAGE_PIXELS // (height * width)))
 
 
-def decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress: Progress, mix=None) -> None:
+def decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress: Progress, mix=None,
+                sharpening=None) -> None:
     """Decode sampled latents (S, T, M, C, h, w) and write mean (and std) over S into out[:, targets].
 
     ``mix`` (guide images (T, M, Y, X) normalised, blend w, detail d, sigma in pixels (Y, X)): the
     written images are (1 - w) * decoded + w * guide (see :data:`DEFAULT_GUIDE_BLEND`), then a share d
     of their fine band replaced by the guide's (:func:`calid.methods.detail_transfer.mix_guide`).
+    ``sharpening`` (amount, sigma in pixels (Y, X)): an unsharp mask on the result
+    (:func:`calid.methods.detail_transfer.sharpen`).
     """
     import torch
 
-    from calid.methods.detail_transfer import mix_guide
+    from calid.methods.detail_transfer import mix_guide, sharpen
 
     samples, frames, missing = sampled.shape[:3]
     height, width = out.shape[-2:]
@@ -64,6 +67,8 @@ def decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress
             if mix is not None:
                 mix_images, weight, detail, sigma_px = mix
                 images = mix_guide(images, mix_images[ts, ms], weight, detail, sigma_px)
+            if sharpening is not None:
+                images = sharpen(images, *sharpening)
             made = denormalise(images.numpy(), scale)
             columns = [targets[m] for m in ms]
             out[ts, columns] = to_output_dtype(made.mean(axis=0), out.dtype)

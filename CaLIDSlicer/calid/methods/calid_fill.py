@@ -20,6 +20,7 @@ from calid.methods.temporal_smoothing import smooth_in_time
 from calid.methods.calid_codec import decode_into, encode_slices, linear_blends, motion_guide, registration_guide, zero_outside_view
 from calid.methods.calid_settings import (DEFAULT_DECODING, DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL,
                                           DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, ROUND_IMAGE_PIXELS, check_decoding, check_guide, check_guide_latents, DEFAULT_GUIDE_LATENTS,
+                                          DEFAULT_SHARPEN, DEFAULT_SHARPEN_MM, check_sharpen,
                                           resolve_device, sampler_settings)
 from calid.models.preprocess import intensity_scale
 from calid.progress import Progress
@@ -148,6 +149,8 @@ def fill_into(
     views: int = DEFAULT_VIEWS,
     temporal_smoothing: float = 0.0,
     guide_latents: str = DEFAULT_GUIDE_LATENTS,
+    sharpen: float = DEFAULT_SHARPEN,
+    sharpen_mm: float = DEFAULT_SHARPEN_MM,
     used: dict | None = None,
 ) -> np.ndarray | None:
     """Write the synthesised slices of ``source`` (T, Z, Y, X) into ``out`` (T, (Z-1)*factor+1, Y, X, any dtype).
@@ -166,12 +169,14 @@ def fill_into(
     (:mod:`calid.methods.temporal_smoothing`; 0 is off; the per-voxel std is left as sampled).
     ``guide_latents``: "encode" the registration guide's images, or "warp" the acquired latents
     (:data:`calid.methods.calid_settings.GUIDE_LATENTS`).
+    ``sharpen``/``sharpen_mm``: unsharp mask (amount, Gaussian width in mm) on the synthesised slices, 0 is off.
     ``used``: when given, receives the device and the identities of the models loaded (for the report).
     """
     import torch
 
     check_decoding(decoding, guide)
     check_guide_latents(guide_latents, guide)
+    check_sharpen(sharpen, sharpen_mm)
     if source.ndim != 4:
         raise InputError(f"array must be (T, Z, Y, X), not shape {source.shape}")
     frames, count, height, width = source.shape
@@ -206,7 +211,8 @@ def fill_into(
                 (guide_latents, guide_images) if decoding == "guide-residual" else None
             mixing = guide_images is not None and (guide_blend > 0 or guide_detail > 0)
             mix = (guide_images, guide_blend, guide_detail, sigma_pixels(guide_detail_mm, spacing[:2])) if mixing else None
-            decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress, mix)
+            sharpening = (sharpen, sigma_pixels(sharpen_mm, spacing[:2])) if sharpen > 0 else None
+            decode_into(out, std, autoencoder, sampled, targets, scale, blends, progress, mix, sharpening)
             smooth_in_time(out, targets, temporal_smoothing)
             if outside_view:
                 zero_outside_view(out, std, source, targets, factor)

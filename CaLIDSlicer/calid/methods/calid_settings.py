@@ -59,6 +59,13 @@ DEFAULT_GUIDE_DETAIL = 0.0
 DEFAULT_GUIDE_DETAIL_MM = 1.5
 MAX_GUIDE_DETAIL = 2.0
 MAX_GUIDE_DETAIL_MM = 20.0
+#: Unsharp mask on the synthesised slices: out + amount * (out - G_width(out)), after the blend and the
+#: detail transfer. The sampler's estimate is close to a conditional mean, flatter than a real slice; this
+#: restores contrast from the estimate itself (nothing from the guide). 0 (off) by default: every amount
+#: costs heart-box PSNR (docs/results/acdc_val_v2_tradeoff.md, session 10).
+DEFAULT_SHARPEN = 0.0
+DEFAULT_SHARPEN_MM = 4.0
+MAX_SHARPEN = 2.0
 #: In-plane views each denoiser prediction is averaged over (:data:`calid.methods.sampling.VIEWS`), and the
 #: counts allowed. 8 views cost 8 times the sampling and gave ACDC val +0.06 dB at equal SSIM (3D) but
 #: ACDC cine val -0.003 SSIM (2D+T), so the default is 1.
@@ -173,6 +180,16 @@ def check_guide_latents(guide_latents: str, guide: str) -> None:
     if guide_latents == "warp" and guide != "registration":
         raise InputError(f"guide latents 'warp' moves the neighbours' latents by the registration's motion, which guide "
                          f"{guide!r} does not compute; use guide 'registration' or guide latents 'encode'")
+
+
+def check_sharpen(amount: float, width_mm: float) -> None:
+    """Refuse a sharpening amount outside [0, MAX_SHARPEN] or a width that is not a size in (0, MAX_GUIDE_DETAIL_MM] mm."""
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 <= amount <= MAX_SHARPEN:
+        raise InputError(f"sharpen must be a number in [0, {MAX_SHARPEN:g}] (0: off; the share of the band above the "
+                         f"Gaussian added again), not {amount!r}")
+    if isinstance(width_mm, bool) or not isinstance(width_mm, (int, float)) or not 0 < width_mm <= MAX_GUIDE_DETAIL_MM:
+        raise InputError(f"sharpen width must be a size in mm in (0, {MAX_GUIDE_DETAIL_MM:g}] (e.g. {DEFAULT_SHARPEN_MM:g}), "
+                         f"not {width_mm!r}")
 
 
 def check_decoding(decoding: str, guide: str) -> None:

@@ -59,6 +59,15 @@ def mix_guide(images: torch.Tensor, guide: torch.Tensor, blend: float, detail: f
     return base if detail == 0 else transfer_detail(base, guide, detail, sigma_px)
 
 
+def sharpen(images: torch.Tensor, amount: float, sigma_px: tuple[float, float]) -> torch.Tensor:
+    """Unsharp mask: ``images + amount * (images - G_sigma(images))`` (a no-op at amount 0).
+
+    It restores contrast the sampler's near-mean estimate lost, from the estimate itself; it
+    amplifies the estimate's errors as much as its detail, hence a PSNR cost (measured, not assumed).
+    """
+    return images if amount == 0 else images + amount * (images - gaussian_lowpass(images, sigma_px))
+
+
 def high_band_energy(images: torch.Tensor, sigma_px: tuple[float, float]) -> float:
     """Mean square of the band above ``sigma_px``: how much texture and edge an image holds (for checks and tests)."""
     band = images.float() - gaussian_lowpass(images, sigma_px)

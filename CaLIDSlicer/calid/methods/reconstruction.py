@@ -19,7 +19,8 @@ from calid.errors import InputError
 from calid.methods.calid_settings import (DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL, DEFAULT_GUIDE_DETAIL_MM,
                                           DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, check_guide,
                                           DEFAULT_DECODING, check_decoding, check_temperature,
-                                          check_temporal_smoothing, DEFAULT_GUIDE_LATENTS, check_guide_latents)
+                                          check_temporal_smoothing, DEFAULT_GUIDE_LATENTS, check_guide_latents,
+                                          DEFAULT_SHARPEN, DEFAULT_SHARPEN_MM, check_sharpen)
 from calid.methods.output_dtype import output_dtype, to_output_dtype
 from calid.methods.sampler_settings import VIEW_COUNTS
 from calid.progress import Progress, ProgressMode, as_progress
@@ -192,14 +193,16 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
                       guide: str | None = None, guide_strength: float | None = None, guide_blend: float | None = None,
                       views: int | None = None, guide_detail: float | None = None, guide_detail_mm: float | None = None,
                       temperature: float | None = None, decoding: str | None = None,
-                      temporal_smoothing: float | None = None, frames: int = 1, guide_latents: str | None = None) -> dict:
+                      temporal_smoothing: float | None = None, frames: int = 1, guide_latents: str | None = None,
+                      sharpen: float | None = None, sharpen_mm: float | None = None) -> dict:
     """Options for the diffusion sampler; refuse them for methods that would ignore them."""
     if method != "calid":
         given = [name for name, value in (("steps", steps), ("samples", samples), ("order", order), ("guide", guide),
                                           ("guide_strength", guide_strength), ("guide_blend", guide_blend), ("views", views),
                                           ("guide_detail", guide_detail), ("guide_detail_mm", guide_detail_mm),
                                           ("temperature", temperature), ("decoding", decoding),
-                                          ("temporal_smoothing", temporal_smoothing), ("guide_latents", guide_latents))
+                                          ("temporal_smoothing", temporal_smoothing), ("guide_latents", guide_latents),
+                                          ("sharpen", sharpen), ("sharpen_mm", sharpen_mm))
                  if value is not None]
         if given:
             raise InputError(f"{' and '.join(given)} apply to the calid method only, not {method!r}; drop them")
@@ -230,6 +233,9 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
     check_decoding(decoding, guide)
     guide_latents = DEFAULT_GUIDE_LATENTS if guide_latents is None else guide_latents
     check_guide_latents(guide_latents, guide)
+    sharpen = DEFAULT_SHARPEN if sharpen is None else sharpen
+    sharpen_mm = DEFAULT_SHARPEN_MM if sharpen_mm is None else sharpen_mm
+    check_sharpen(sharpen, sharpen_mm)
     views = DEFAULT_VIEWS if views is None else views
     if isinstance(views, bool) or views not in VIEW_COUNTS:
         raise InputError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))} (in-plane flips averaged), not {views!r}")
@@ -239,7 +245,7 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
             "guide_detail_mm": float(detail_mm), "views": int(views),
             "temperature": check_temperature(temperature, int(samples)), "decoding": decoding,
             "temporal_smoothing": check_temporal_smoothing(temporal_smoothing, mode, frames),
-            "guide_latents": guide_latents}
+            "guide_latents": guide_latents, "sharpen": float(sharpen), "sharpen_mm": float(sharpen_mm)}
 
 
 def _peer_options(method: str, rife_weights, device: str) -> dict:
@@ -277,6 +283,8 @@ def reconstruct(
     decoding: str | None = None,
     temporal_smoothing: float | None = None,
     guide_latents: str | None = None,
+    sharpen: float | None = None,
+    sharpen_mm: float | None = None,
 ) -> ReconstructionResult:
     """Dense volume with slice spacing divided by ``factor``; acquired slices unchanged.
 
@@ -296,7 +304,8 @@ def reconstruct(
     (see :data:`calid.methods.calid_settings.DECODINGS`). ``temporal_smoothing`` (frames; default 5 % of the frame
     count in mode "2dt", 0 in "3d") smooths the synthesised slices of a cine along time (:mod:`calid.methods.temporal_smoothing`).
     ``guide_latents`` ("encode" or "warp") says how the registration guide's latent is made
-    (see :data:`calid.methods.calid_settings.GUIDE_LATENTS`).
+    (see :data:`calid.methods.calid_settings.GUIDE_LATENTS`). ``sharpen`` (0 is off) and ``sharpen_mm`` are
+    an unsharp mask on the synthesised slices (:func:`calid.methods.detail_transfer.sharpen`).
     """
     from calid.io.validate import check_fits_in_memory, validate_volume
 
@@ -308,7 +317,7 @@ def reconstruct(
     mode, mode_notes = resolve_mode(mode, method, volume, model)
     options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength,
                                 guide_blend, views, guide_detail, guide_detail_mm, temperature, decoding,
-                                temporal_smoothing, volume.n_frames, guide_latents)
+                                temporal_smoothing, volume.n_frames, guide_latents, sharpen, sharpen_mm)
     if temporal_smoothing and not volume.is_cine:
         raise InputError(f"temporal smoothing {temporal_smoothing!r} works along the frames of a cine, and this volume has "
                          "one frame; drop it")

@@ -131,7 +131,7 @@ def test_bundled_calid_model_keeps_measured_slices_and_geometry(oblique_stack, o
                               "guide": "registration", "guide_strength": 0.5, "guide_blend": 0.2,
                               "guide_detail": rec.DEFAULT_GUIDE_DETAIL, "guide_detail_mm": rec.DEFAULT_GUIDE_DETAIL_MM, "views": 1,
                               "temperature": 0.0, "decoding": rec.DEFAULT_DECODING, "temporal_smoothing": 0.0,
-                              "guide_latents": "encode"}
+                              "guide_latents": "encode", "sharpen": 0.0, "sharpen_mm": 4.0}
 
 
 

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guide", choices=("registration", "motion", "none"),
                         help="calid's start (default: the engine's, registration; motion: the learned motion guide, "
                              "which runs on the device; none needs no SimpleITK)")
+    parser.add_argument("--guide-latents", choices=("encode", "warp"),
+                        help="how calid makes the registration guide's latent (default: the engine's, encode; warp: "
+                             "moves the acquired slices' latents, no encoding of the guides)")
     parser.add_argument("--io", choices=("file", "npy"), default="file",
                         help="read/write NIfTI (file, default) or .npy arrays (npy: for a machine without SimpleITK)")
     parser.add_argument("--size", type=positive_int, metavar="PX",
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.factor < 2:
         raise InputError(f"--factor must be at least 2, not {args.factor}")
     inputs = [(*input_case(path, args.frames), args.factor) for path in args.input]
-    extra = {**({"steps": args.steps} if args.steps else {}), **({"guide": args.guide} if args.guide else {})} or None
+    extra = {**({"steps": args.steps} if args.steps else {}), **({"guide": args.guide} if args.guide else {}),
+             **({"guide_latents": args.guide_latents} if args.guide_latents else {})} or None
     rows = run_bench(args.cases, args.methods, repeats=args.repeats, device=args.device, extra=extra, io=args.io,
                      size=args.size, frames=args.frames, inputs=inputs, segment=args.segment,
                      on_row=lambda row: print(f"done: {row.case} {row.method} {row.median_seconds['total']:.2f} s",

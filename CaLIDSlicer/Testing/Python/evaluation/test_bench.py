@@ -134,6 +134,28 @@ def test_bench_times_calid_with_the_learned_motion_guide(tmp_path, capsys):
     assert "demons" not in capsys.readouterr().out  # no CPU-only registration stage to warn about
 
 
+def test_bench_passes_the_guide_latents_to_calid(tmp_path, monkeypatch):
+    import calid.evaluation.bench as bench
+
+    seen = []
+    real = bench._one_run
+
+    def spy(source, target, factor, method, device, extra, *args, **kwargs):
+        seen.append(dict(extra))
+        return real(source, target, factor, method, device, extra, *args, **kwargs)
+
+    import calid.methods.reconstruction as rec
+
+    if not rec.calid_model_available():
+        pytest.skip("the bundled CaLID model is not installed")
+    monkeypatch.setattr(bench, "_one_run", spy)
+    source = write_small_stack(tmp_path)
+    assert main(["bench", "--cases", "", "--input", str(source), "--methods", "linear,calid", "--guide-latents", "warp",
+                 "--repeats", "1"]) == 0
+    assert {"guide_latents": "warp"}.items() <= seen[-1].items()  # calid got it
+    assert seen[0] == {}  # the baseline did not
+
+
 def write_small_stack(tmp_path):
     import numpy as np
 

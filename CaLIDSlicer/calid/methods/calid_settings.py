@@ -105,6 +105,15 @@ def sampler_settings(steps: int, samples: int = 1, order: str = "parallel", temp
 MAX_TEMPERATURE = 2.0
 
 
+def number_within(value, low: float, high: float, *, open_low: bool = False, open_high: bool = False) -> bool:
+    """True for a real number (not a bool) in [low, high]; ``open_low``/``open_high`` leave that end out."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    above = value > low if open_low else value >= low
+    below = value < high if open_high else value <= high
+    return above and below
+
+
 def check_temperature(temperature: float | None, samples: int = 1) -> float:
     """The starting-noise scale to use: ``temperature``, or the default for ``samples`` when None; InputError if unusable.
 
@@ -114,7 +123,7 @@ def check_temperature(temperature: float | None, samples: int = 1) -> float:
     """
     if temperature is None:
         return SINGLE_SAMPLE_TEMPERATURE if samples == 1 else MULTI_SAMPLE_TEMPERATURE
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= MAX_TEMPERATURE:
+    if not number_within(temperature, 0, MAX_TEMPERATURE):
         raise InputError(f"temperature must be a number in [0, {MAX_TEMPERATURE:g}] (0: deterministic estimate, "
                          f"1: a true diffusion sample), not {temperature!r}")
     return float(temperature)
@@ -137,7 +146,7 @@ def check_temporal_smoothing(sigma: float | None, mode: str, frames: int = 1) ->
     """
     if sigma is None:
         return round(DEFAULT_TEMPORAL_SMOOTHING_SHARE * frames, 3) if mode == "2dt" and frames > 1 else 0.0
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 <= sigma <= MAX_TEMPORAL_SMOOTHING:
+    if not number_within(sigma, 0, MAX_TEMPORAL_SMOOTHING):
         raise InputError(f"temporal smoothing must be a number of frames in [0, {MAX_TEMPORAL_SMOOTHING:g}] "
                          f"(0: off), not {sigma!r}")
     return float(sigma)
@@ -149,7 +158,7 @@ def check_guide(guide: str, strength: float, steps: int, timesteps: int = TRAIN_
     few-step schedule of ``timesteps`` cannot start from."""
     if guide not in GUIDES:
         raise InputError(f"guide must be one of {', '.join(GUIDES)}, not {guide!r}")
-    if isinstance(blend, bool) or not isinstance(blend, (int, float)) or not 0 <= blend < 1:
+    if not number_within(blend, 0, 1, open_high=True):
         raise InputError(f"guide blend must be a number in [0, 1) (the guide estimate's share), not {blend!r}")
     check_detail(detail, detail_mm)
     if guide == "none" and detail:
@@ -165,12 +174,17 @@ def check_guide(guide: str, strength: float, steps: int, timesteps: int = TRAIN_
 
 def check_detail(detail: float, detail_mm: float) -> None:
     """Refuse a detail share outside [0, MAX_GUIDE_DETAIL] or a cut width that is not a size in (0, MAX_GUIDE_DETAIL_MM] mm."""
-    if isinstance(detail, bool) or not isinstance(detail, (int, float)) or not 0 <= detail <= MAX_GUIDE_DETAIL:
-        raise InputError(f"guide detail must be a number in [0, {MAX_GUIDE_DETAIL}] (0: off, 1: the guide's fine detail "
-                         f"in place of CaLID's), not {detail!r}")
-    if isinstance(detail_mm, bool) or not isinstance(detail_mm, (int, float)) or not 0 < detail_mm <= MAX_GUIDE_DETAIL_MM:
-        raise InputError(f"guide detail width must be a size in mm in (0, {MAX_GUIDE_DETAIL_MM}] (the Gaussian that "
-                         f"separates coarse from fine detail; e.g. {DEFAULT_GUIDE_DETAIL_MM}), not {detail_mm!r}")
+    _check_amount_and_width("guide detail", detail, MAX_GUIDE_DETAIL, "0: off, 1: the guide's fine detail in place of CaLID's",
+                            detail_mm, "the Gaussian that separates coarse from fine detail", DEFAULT_GUIDE_DETAIL_MM)
+
+
+def _check_amount_and_width(name: str, amount, most: float, meaning: str, width_mm, width_meaning: str, example: float) -> None:
+    """InputError unless ``amount`` is in [0, most] and ``width_mm`` in (0, MAX_GUIDE_DETAIL_MM] (a filter's share and width)."""
+    if not number_within(amount, 0, most):
+        raise InputError(f"{name} must be a number in [0, {most}] ({meaning}), not {amount!r}")
+    if not number_within(width_mm, 0, MAX_GUIDE_DETAIL_MM, open_low=True):
+        raise InputError(f"{name} width must be a size in mm in (0, {MAX_GUIDE_DETAIL_MM}] ({width_meaning}; "
+                         f"e.g. {example:g}), not {width_mm!r}")
 
 
 def check_guide_latents(guide_latents: str, guide: str) -> None:
@@ -184,12 +198,8 @@ def check_guide_latents(guide_latents: str, guide: str) -> None:
 
 def check_sharpen(amount: float, width_mm: float) -> None:
     """Refuse a sharpening amount outside [0, MAX_SHARPEN] or a width that is not a size in (0, MAX_GUIDE_DETAIL_MM] mm."""
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 <= amount <= MAX_SHARPEN:
-        raise InputError(f"sharpen must be a number in [0, {MAX_SHARPEN:g}] (0: off; the share of the band above the "
-                         f"Gaussian added again), not {amount!r}")
-    if isinstance(width_mm, bool) or not isinstance(width_mm, (int, float)) or not 0 < width_mm <= MAX_GUIDE_DETAIL_MM:
-        raise InputError(f"sharpen width must be a size in mm in (0, {MAX_GUIDE_DETAIL_MM:g}] (e.g. {DEFAULT_SHARPEN_MM:g}), "
-                         f"not {width_mm!r}")
+    _check_amount_and_width("sharpen", amount, MAX_SHARPEN, "0: off; the share of the band above the Gaussian added again",
+                            width_mm, "the Gaussian whose residual is added", DEFAULT_SHARPEN_MM)
 
 
 def check_decoding(decoding: str, guide: str) -> None:

@@ -35,8 +35,8 @@ def test_the_band_above_the_blur_grows_with_the_amount_and_the_mean_stays():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"method": "calid", "sharpen": -0.1}, r"sharpen must be a number in \[0, 2\]"),
-    ({"method": "calid", "sharpen": 3.0}, r"sharpen must be a number in \[0, 2\]"),
+    ({"method": "calid", "sharpen": -0.1}, r"sharpen must be a number in \[0, 2.0\]"),
+    ({"method": "calid", "sharpen": 3.0}, r"sharpen must be a number in \[0, 2.0\]"),
     ({"method": "calid", "sharpen": 0.5, "sharpen_mm": 0}, "sharpen width must be a size in mm"),
     ({"method": "registration", "sharpen": 0.5}, "sharpen apply to the calid method only"),
 ])

@@ -126,3 +126,17 @@ def test_the_estimate_drops_the_guide_encoding_with_warped_latents():
     assert saved == pytest.approx(estimate(workload_for(shape, 8.0, factor=4, method="calid", mode="3d")).stages["encode"]
                                   * 27 / 10, rel=1e-6)  # the 27 guides' encoding, at the acquired slices' rate
     assert warped.stages["register"] > 0
+
+
+def test_warped_guide_latents_work_for_every_frame_of_a_cine_in_2dt_mode():
+    pytest.importorskip("monai")
+    from calid.methods.reconstruction import calid_model_available, reconstruct
+    from calid.phantom.generator import make_phantom
+
+    if not calid_model_available("calid-denoiser-2dt-acdc"):
+        pytest.skip("the bundled 2D+T model is not installed")
+    cine = make_phantom(n_slices=3, n_frames=4, size=(40, 40), pixel_spacing=4.0, seed=2).image
+    result = reconstruct(cine, factor=2, mode="2dt", device="cpu", guide_latents="warp")
+    assert result.sampler["guide_latents"] == "warp" and result.volume.array.shape == (4, 5, 40, 40)
+    np.testing.assert_array_equal(result.volume.array[:, ::2], cine.array)
+    assert np.isfinite(result.volume.array).all() and result.volume.array[:, 1::2].std() > 0

@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guide-input", action="store_true",
                         help="denoiser --objective guided: the network also reads the guide's latent as input channels, so it "
                              "corrects the warped estimate (with --init, those channels are added at zero weight)")
+    parser.add_argument("--texture-weight", type=float, default=0.0, metavar="W",
+                        help="denoiser --objective trajectory|guided: add W x the texture error (local energy of the fine "
+                             "band of the sampler's x0 estimate against the target's; rewards texture, not its phase)")
     parser.add_argument("--tune-all", action="store_true",
                         help="denoiser-2dt only: also fine-tune the 3D network (default: train the temporal layers alone)")
     parser.add_argument("--phantoms", type=int, default=24, help="denoiser-2dt only: phantom cines added to training (default 24)")

@@ -15,7 +15,7 @@ from calid.train.data import cached_stacks
 from calid.methods.calid_settings import DEFAULT_GUIDE_STRENGTH
 from calid.methods.reconstruction import DEFAULT_STEPS
 from calid.methods.sampling import trailing_schedule
-from calid.train.denoiser import denoiser_loss, diffusion_batch, guide_dropout, latent_batch, trajectory_loss
+from calid.train.denoiser import denoiser_loss, diffusion_batch, guide_dropout, latent_batch, texture_error, trajectory_loss
 from calid.train.distributed import DistributedContext, barrier, unwrap, wrap
 from calid.train.latents import LatentStack, encode_stacks, load_latents, save_latents
 from calid.train.loop import LoopSettings, train
@@ -160,12 +160,15 @@ def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
         loss, logged = denoiser_loss(net, scheduler, batch, args.prediction, **inputs)
         if args.objective == "diffusion":
             return loss, logged
-        path, _ = trajectory_loss(net, scheduler, batch)  # noise levels stay trained, so --samples N keeps working
+        texture = getattr(args, "texture_weight", 0.0)
+        extra = (lambda estimate, target: texture * texture_error(estimate, target)) if texture > 0 else None
+        path, _ = trajectory_loss(net, scheduler, batch, extra)  # noise levels stay trained, so --samples N keeps working
         logged = {"diffusion": float(loss.detach()), "trajectory": float(path.detach())}
         if not guided:
             return loss + path, logged
         # the default sampler's start; a guide-reading network sees the guide at every step as well
-        from_guide, _ = trajectory_loss(net, guided_scheduler, batch, guide=batch[-1], guide_input=batch[-1] if reads_guide else None)
+        from_guide, _ = trajectory_loss(net, guided_scheduler, batch, extra, guide=batch[-1],
+                                        guide_input=batch[-1] if reads_guide else None)
         return loss + path + from_guide, {**logged, "guided": float(from_guide.detach())}
 
     draw = partial(diffusion_batch, latents, args.batch, crop, kwargs["neighbours"], scheduler.num_train_timesteps,

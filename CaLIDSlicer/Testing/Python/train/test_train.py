@@ -231,7 +231,8 @@ def test_trajectory_loss_is_zero_only_for_a_perfect_estimate_and_feeds_each_step
 
 
 @pytest.mark.slow
-def test_denoiser_fine_tuning_with_the_trajectory_objective_starts_from_the_given_model(tmp_path, monkeypatch):
+@pytest.mark.parametrize("texture", [None, "1.0"])
+def test_denoiser_fine_tuning_with_the_trajectory_objective_starts_from_the_given_model(tmp_path, monkeypatch, texture):
     import json
 
     from calid.cli import main
@@ -250,9 +251,14 @@ def test_denoiser_fine_tuning_with_the_trajectory_objective_starts_from_the_give
     monkeypatch.setattr(denoiser_run, "autoencoder_dir", lambda args: start)  # only its config's name is read
     data = write_nifti_folder(tmp_path / "data", ["patient001_ED.nii.gz"])
     out = tmp_path / "run"
+    texture_calls = []
+    real_texture = denoiser_run.texture_error
+    monkeypatch.setattr(denoiser_run, "texture_error", lambda *a: texture_calls.append(1) or real_texture(*a))
     code = main(["train", "denoiser", "--data", str(data), "--out", str(out), "--steps", "2", "--batch", "2", "--crop", "16",
-                 "--init", str(start), "--objective", "trajectory", "--lr", "1e-5", "--cache-dir", str(tmp_path / "cache")])
+                 "--init", str(start), "--objective", "trajectory", "--lr", "1e-5", "--cache-dir", str(tmp_path / "cache")]
+                + (["--texture-weight", texture] if texture else []))
     assert code == 0
+    assert bool(texture_calls) == bool(texture)  # the texture term is in the loss only when asked for
     tuned, config = load_model(out / "model")
     original, _ = load_model(start)
     assert config.kwargs == tiny
@@ -261,6 +267,21 @@ def test_denoiser_fine_tuning_with_the_trajectory_objective_starts_from_the_give
     with pytest.raises(ValueError, match="prediction sample"):
         main(["train", "denoiser", "--data", str(data), "--out", str(tmp_path / "bad"), "--steps", "1", "--prediction", "epsilon",
               "--objective", "trajectory", "--cache-dir", str(tmp_path / "cache")])
+
+
+def test_texture_error_rewards_fine_structure_wherever_it_sits():
+    from calid.train.denoiser import texture_error
+
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 4, 16, 16, generator=generator)
+    flat = torch.zeros_like(target)
+    shifted = torch.roll(target, shifts=(1, 1), dims=(-2, -1))  # the same texture, moved by a pixel
+    assert float(texture_error(target, target)) == 0.0
+    assert float(texture_error(shifted, target)) < 0.25 * float(texture_error(flat, target))
+    assert float(torch.nn.functional.mse_loss(shifted, target)) > float(torch.nn.functional.mse_loss(flat, target))
+    estimate = flat.clone().requires_grad_(True)
+    texture_error(estimate + 0.01 * torch.randn(estimate.shape, generator=generator), target).backward()
+    assert estimate.grad is not None and float(estimate.grad.abs().sum()) > 0
 
 
 def test_guide_rows_cover_every_training_example_once():

@@ -201,14 +201,14 @@ def fill_into(
         latents = encode_slices(autoencoder, source, scale, device, progress)
         latent_pixels = latents.shape[-1] * latents.shape[-2]
         for gaps in gap_chunks(count - 1, frames, factor, latent_pixels):
-            guide_latents, guide_images = (None, None) if guide == "none" else \
+            start_latents, guide_images = (None, None) if guide == "none" else \
                 motion_guide(autoencoder, motion, source, scale, factor, gaps, device, progress) if guide == "motion" else \
                 registration_guide(autoencoder, source, scale, factor, spacing, gaps, device, progress,
                                    latents if guide_latents == "warp" else None)
             sampled, targets = sample_missing(denoiser, latents, factor, float(spacing[2]), settings, generator, progress,
-                                              gaps, temporal, guide_latents)
+                                              gaps, temporal, start_latents)
             blends = linear_blends(latents, source, scale, factor, denoiser.neighbours, gaps) if decoding == "residual" else \
-                (guide_latents, guide_images) if decoding == "guide-residual" else None
+                (start_latents, guide_images) if decoding == "guide-residual" else None
             mixing = guide_images is not None and (guide_blend > 0 or guide_detail > 0)
             mix = (guide_images, guide_blend, guide_detail, sigma_pixels(guide_detail_mm, spacing[:2])) if mixing else None
             sharpening = (sharpen, sigma_pixels(sharpen_mm, spacing[:2])) if sharpen > 0 else None

@@ -140,3 +140,27 @@ def test_warped_guide_latents_work_for_every_frame_of_a_cine_in_2dt_mode():
     assert result.sampler["guide_latents"] == "warp" and result.volume.array.shape == (4, 5, 40, 40)
     np.testing.assert_array_equal(result.volume.array[:, ::2], cine.array)
     assert np.isfinite(result.volume.array).all() and result.volume.array[:, 1::2].std() > 0
+
+
+def test_every_round_of_a_large_study_warps_its_guide_latents(monkeypatch):
+    """The sampler works in rounds of a few gaps; each round must use the warped latents, not only the first."""
+    pytest.importorskip("monai")
+    import calid.methods.calid_fill as calid_fill
+    from calid.methods import calid_codec
+    from calid.methods.reconstruction import calid_model_available
+    from calid.phantom.generator import make_phantom
+
+    if not calid_model_available():
+        pytest.skip("the bundled CaLID model is not installed")
+    seen = []
+    real = calid_codec.registration_guide
+
+    def spy(*args, **kwargs):
+        seen.append(args[-1] is not None if len(args) > 8 else kwargs.get("latents") is not None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(calid_fill, "registration_guide", spy)
+    monkeypatch.setattr(calid_fill, "ROUND_LATENT_PIXELS", 1)  # one gap per round
+    source = make_phantom(n_slices=4, n_frames=1, size=(32, 32), seed=3, as_3d=True).image.array[None].astype(np.float32)
+    calid_fill.fill(source, 2, (2.0, 2.0, 10.0), Progress("none"), device="cpu", guide_latents="warp", steps=2)
+    assert seen == [True, True, True]

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from calid.commands.argtypes import comma_list, positive_int
+from calid.methods.calid_settings import GUIDE_LATENTS
 
 HELP = "time methods side by side (per stage, median of repeats, peak memory)"
 DESCRIPTION = (
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guide", choices=("registration", "motion", "none"),
                         help="calid's start (default: the engine's, registration; motion: the learned motion guide, "
                              "which runs on the device; none needs no SimpleITK)")
-    parser.add_argument("--guide-latents", choices=("encode", "warp"),
+    parser.add_argument("--guide-latents", choices=GUIDE_LATENTS,
                         help="how calid makes the registration guide's latent (default: the engine's, encode; warp: "
                              "moves the acquired slices' latents, no encoding of the guides)")
     parser.add_argument("--io", choices=("file", "npy"), default="file",

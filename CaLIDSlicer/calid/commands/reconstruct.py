@@ -92,9 +92,8 @@ def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
                              "by the same motion (faster, a little softer; needs --guide registration)")
     parser.add_argument("--temporal-smoothing", type=float, metavar="FRAMES",
                         help=f"CaLID on a cine only: width in frames of the Gaussian the synthesised slices are smoothed "
-                             f"with along time, 0 for none (default in 2D+T mode: {DEFAULT_TEMPORAL_SMOOTHING_SHARE * 100:g} %% of the frame "
-                             "count, 1.5 at 30 frames; 0 in 3D "
-                             "mode); acquired slices are never changed")
+                             f"with along time, 0 for none (default in 2D+T mode: {DEFAULT_TEMPORAL_SMOOTHING_SHARE * 100:g} %% "
+                             "of the frame count, 1.5 at 30 frames; 0 in 3D mode); acquired slices are never changed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

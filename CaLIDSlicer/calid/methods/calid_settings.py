@@ -142,13 +142,16 @@ MAX_TEMPORAL_SMOOTHING = 5.0
 def check_temporal_smoothing(sigma: float | None, mode: str, frames: int = 1) -> float:
     """The temporal Gaussian width in frames: ``sigma``, or the default of ``mode`` for ``frames`` when None.
 
-    InputError if ``sigma`` is unusable.
+    InputError if ``sigma`` is unusable, or asked for on a volume of one frame (``frames`` 1).
     """
     if sigma is None:
         return round(DEFAULT_TEMPORAL_SMOOTHING_SHARE * frames, 3) if mode == "2dt" and frames > 1 else 0.0
     if not number_within(sigma, 0, MAX_TEMPORAL_SMOOTHING):
         raise InputError(f"temporal smoothing must be a number of frames in [0, {MAX_TEMPORAL_SMOOTHING:g}] "
                          f"(0: off), not {sigma!r}")
+    if sigma and frames < 2:
+        raise InputError(f"temporal smoothing {sigma!r} works along the frames of a cine, and this volume has "
+                         "one frame; drop it")
     return float(sigma)
 
 

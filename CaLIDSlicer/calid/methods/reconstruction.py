@@ -318,9 +318,6 @@ def reconstruct(
     options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength,
                                 guide_blend, views, guide_detail, guide_detail_mm, temperature, decoding,
                                 temporal_smoothing, volume.n_frames, guide_latents, sharpen, sharpen_mm)
-    if temporal_smoothing and not volume.is_cine:
-        raise InputError(f"temporal smoothing {temporal_smoothing!r} works along the frames of a cine, and this volume has "
-                         "one frame; drop it")
     options.update(_peer_options(method, rife_weights, device))
     progress = as_progress(progress)
     earlier = dict(progress.stage_seconds)  # a shared Progress (evaluate, cohort) already holds other runs' times

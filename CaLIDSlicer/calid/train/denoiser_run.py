@@ -151,6 +151,8 @@ def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
         net.train()
 
     reads_guide = bool(getattr(unwrap(model), "guide_input", False))
+    texture = getattr(args, "texture_weight", 0.0)
+    extra = (lambda estimate, target: texture * texture_error(estimate, target)) if texture > 0 else None
 
     def loss_of(net, batch):
         batch = [part.to(context.device) for part in batch]
@@ -160,8 +162,6 @@ def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
         loss, logged = denoiser_loss(net, scheduler, batch, args.prediction, **inputs)
         if args.objective == "diffusion":
             return loss, logged
-        texture = getattr(args, "texture_weight", 0.0)
-        extra = (lambda estimate, target: texture * texture_error(estimate, target)) if texture > 0 else None
         path, _ = trajectory_loss(net, scheduler, batch, extra)  # noise levels stay trained, so --samples N keeps working
         logged = {"diffusion": float(loss.detach()), "trajectory": float(path.detach())}
         if not guided:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from calid.commands.argtypes import comma_list, positive_int
+from calid.commands.reconstruct import add_precision_argument
 from calid.methods.calid_settings import GUIDE_LATENTS
 
 HELP = "time methods side by side (per stage, median of repeats, peak memory)"
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guide-latents", choices=GUIDE_LATENTS,
                         help="how calid makes the registration guide's latent (default: the engine's, encode; warp: "
                              "moves the acquired slices' latents, no encoding of the guides)")
+    add_precision_argument(parser)
     parser.add_argument("--io", choices=("file", "npy"), default="file",
                         help="read/write NIfTI (file, default) or .npy arrays (npy: for a machine without SimpleITK)")
     parser.add_argument("--size", type=positive_int, metavar="PX",
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--factor must be at least 2, not {args.factor}")
     inputs = [(*input_case(path, args.frames), args.factor) for path in args.input]
     extra = {**({"steps": args.steps} if args.steps else {}), **({"guide": args.guide} if args.guide else {}),
-             **({"guide_latents": args.guide_latents} if args.guide_latents else {})} or None
+             **({"guide_latents": args.guide_latents} if args.guide_latents else {}),
+             **({"precision": args.precision} if args.precision else {})} or None
     rows = run_bench(args.cases, args.methods, repeats=args.repeats, device=args.device, extra=extra, io=args.io,
                      size=args.size, frames=args.frames, inputs=inputs, segment=args.segment,
                      on_row=lambda row: print(f"done: {row.case} {row.method} {row.median_seconds['total']:.2f} s",

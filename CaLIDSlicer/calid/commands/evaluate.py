@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                "guide_blend": args.guide_blend, "guide_detail": args.guide_detail, "guide_detail_mm": args.guide_detail_mm,
                "views": args.views, "temperature": args.temperature, "decoding": args.decoding,
                "temporal_smoothing": args.temporal_smoothing, "guide_latents": args.guide_latents,
-               "sharpen": args.sharpen, "sharpen_mm": args.sharpen_mm,
+               "sharpen": args.sharpen, "sharpen_mm": args.sharpen_mm, "precision": args.precision,
                "rife_weights": args.rife_weights}
     evaluation = evaluate(cases, args.methods, args.keep_every, args.frames, options, progress=args.progress,
                           dice=not args.no_dice)

@@ -17,7 +17,8 @@ DESCRIPTION = (
 from calid.commands.argtypes import upsampling_factor
 from calid.methods.calid_settings import (DECODINGS, DEFAULT_DECODING, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL, DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH,
                                           DEFAULT_TEMPORAL_SMOOTHING_SHARE, DEFAULT_VIEWS, GUIDES,
-                                          DEFAULT_GUIDE_LATENTS, GUIDE_LATENTS, DEFAULT_SHARPEN, DEFAULT_SHARPEN_MM)
+                                          DEFAULT_GUIDE_LATENTS, GUIDE_LATENTS, DEFAULT_SHARPEN, DEFAULT_SHARPEN_MM,
+                                          DEFAULT_PRECISION, PRECISIONS)
 from calid.methods.sampler_settings import VIEW_COUNTS
 
 METHOD_CHOICES = ("auto", "calid", "nearest", "linear", "cubic", "registration")
@@ -90,10 +91,18 @@ def add_guide_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"CaLID only: how the registration guide's latent is made (default {DEFAULT_GUIDE_LATENTS}): "
                              "'encode' runs the encoder on every morphed image; 'warp' moves the acquired slices' latents "
                              "by the same motion (faster, a little softer; needs --guide registration)")
+    add_precision_argument(parser)
     parser.add_argument("--temporal-smoothing", type=float, metavar="FRAMES",
                         help=f"CaLID on a cine only: width in frames of the Gaussian the synthesised slices are smoothed "
                              f"with along time, 0 for none (default in 2D+T mode: {DEFAULT_TEMPORAL_SMOOTHING_SHARE * 100:g} %% "
                              "of the frame count, 1.5 at 30 frames; 0 in 3D mode); acquired slices are never changed")
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """--precision (reconstruct, demo, evaluate, bench)."""
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help=f"CaLID only: the networks' arithmetic (default {DEFAULT_PRECISION}: bfloat16 where the GPU or "
+                             "CPU multiplies it natively, e.g. AMX, else float32); acquired slices stay bit-exact either way")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -142,6 +151,7 @@ def reconstruction_kwargs(args: argparse.Namespace) -> dict:
         "guide_latents": args.guide_latents,
         "sharpen": args.sharpen,
         "sharpen_mm": args.sharpen_mm,
+        "precision": args.precision,
         "rife_weights": args.rife_weights,
         "progress": args.progress,
     }

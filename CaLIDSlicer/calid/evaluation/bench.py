@@ -174,8 +174,8 @@ def bench_volume(case: str, volume, factor: int, method: str, folder: Path, *, r
 
         device = resolve_device("auto")
     extra = {"steps": DEFAULT_STEPS, **(extra or {})} if method in DIFFUSION_METHODS else {}
-    if method == PIXEL_METHOD:  # the comparator takes the sampler's steps and seed only
-        extra = {key: extra[key] for key in ("steps", "seed") if key in extra}
+    if method == PIXEL_METHOD:  # the comparator takes the sampler's steps, seed and precision only
+        extra = {key: extra[key] for key in ("steps", "seed", "precision") if key in extra}
     _one_run(source, target, factor, method, device, extra, reader_writer, segment)  # warm-up
     cuda = _cuda(device)
     if cuda is not None:

@@ -103,7 +103,7 @@ def reconstruct_options(method: str, options: dict) -> dict:
 
     accepted = inspect.signature(reconstruct).parameters
     diffusion_only = {"steps", "samples", "guide", "guide_strength", "guide_blend", "guide_detail", "guide_detail_mm", "views", "temperature",
-                      "decoding", "temporal_smoothing", "guide_latents", "sharpen", "sharpen_mm"}
+                      "decoding", "temporal_smoothing", "guide_latents", "sharpen", "sharpen_mm", "precision"}
     return {
         name: value
         for name, value in options.items()

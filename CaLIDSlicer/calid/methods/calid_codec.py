@@ -122,10 +122,7 @@ def motion_guide(autoencoder, motion, source: np.ndarray, scale: float, factor: 
     Every pair of neighbours of every frame goes through the network in batches, at all
     fractions at once, on ``device`` in float32 (flows in bfloat16 would be off by a quarter pixel).
     """
-    import contextlib
-
-    import torch
-
+    from calid.methods.precision import full_precision
     from calid.models.motion import interpolate
 
     frames, _, height, width = source.shape
@@ -134,9 +131,8 @@ def motion_guide(autoencoder, motion, source: np.ndarray, scale: float, factor: 
     prev = source[:, first].reshape(-1, height, width).astype(np.float32)
     next_ = source[:, first + 1].reshape(-1, height, width).astype(np.float32)
     chunks = -(-prev.shape[0] * (factor - 1) // decode_chunk(height, width))
-    full_precision = torch.autocast("cuda", enabled=False) if str(device).startswith("cuda") else contextlib.nullcontext()
     with progress.stage("motion guide", 1 + chunks) as stage:
-        with full_precision:
+        with full_precision(device):
             warped = interpolate(motion, prev, next_, fractions, device=device)  # (T * G, F, Y, X), pair-major
         images = normalise(warped.reshape(frames, len(gaps) * (factor - 1), height, width), scale).astype(np.float32)
         stage.advance()

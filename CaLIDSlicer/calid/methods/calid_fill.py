@@ -20,8 +20,9 @@ from calid.methods.temporal_smoothing import smooth_in_time
 from calid.methods.calid_codec import decode_into, encode_slices, linear_blends, motion_guide, registration_guide, zero_outside_view
 from calid.methods.calid_settings import (DEFAULT_DECODING, DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DEFAULT_GUIDE_DETAIL,
                                           DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, ROUND_IMAGE_PIXELS, check_decoding, check_guide, check_guide_latents, DEFAULT_GUIDE_LATENTS,
-                                          DEFAULT_SHARPEN, DEFAULT_SHARPEN_MM, check_sharpen,
+                                          DEFAULT_SHARPEN, DEFAULT_SHARPEN_MM, check_sharpen, DEFAULT_PRECISION,
                                           resolve_device, sampler_settings)
+from calid.methods.precision import inference_autocast, resolve_precision
 from calid.models.preprocess import intensity_scale
 from calid.progress import Progress
 
@@ -71,20 +72,12 @@ def load_motion_guide(device: str):
     return model.eval()
 
 
-def _autocast(device: str):
-    import contextlib
-
-    import torch
-
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
-
-
 def sample_missing(denoiser, stacks, factor: int, gap_mm: float, settings, seed: int | torch.Generator, progress: Progress,
-                   gaps: range | None = None, temporal: bool = False, guide=None):
+                   gaps: range | None = None, temporal: bool = False, guide=None, precision: str = DEFAULT_PRECISION):
     """The timed "sample" stage: missing slices of ``stacks`` (T, Z, C, h, w), whatever space C, h, w live in.
 
     Shared with the bench's pixel-space comparator so both are sampled by the same code
-    (same autocast on CUDA, same chunking, same noise). ``seed`` may be a generator that
+    (same ``precision``, same chunking, same noise). ``seed`` may be a generator that
     successive chunks of ``gaps`` share.
     """
     import torch
@@ -96,7 +89,7 @@ def sample_missing(denoiser, stacks, factor: int, gap_mm: float, settings, seed:
     gap_count = len(gaps) if gaps is not None else count - 1
     missing = frames * gap_count * (factor - 1)
     total = chunk_count(missing, factor, settings, frames if temporal else None)
-    with torch.no_grad(), _autocast(stacks.device.type), progress.stage("sample", total) as stage:
+    with torch.no_grad(), inference_autocast(stacks.device, precision), progress.stage("sample", total) as stage:
         return fill_latents(denoiser, stacks, factor, gap_mm, settings, generator, stage.advance, gaps, temporal, guide)
 
 
@@ -151,6 +144,7 @@ def fill_into(
     guide_latents: str = DEFAULT_GUIDE_LATENTS,
     sharpen: float = DEFAULT_SHARPEN,
     sharpen_mm: float = DEFAULT_SHARPEN_MM,
+    precision: str = DEFAULT_PRECISION,
     used: dict | None = None,
 ) -> np.ndarray | None:
     """Write the synthesised slices of ``source`` (T, Z, Y, X) into ``out`` (T, (Z-1)*factor+1, Y, X, any dtype).
@@ -170,7 +164,8 @@ def fill_into(
     ``guide_latents``: "encode" the registration guide's images, or "warp" the acquired latents
     (:data:`calid.methods.calid_settings.GUIDE_LATENTS`).
     ``sharpen``/``sharpen_mm``: unsharp mask (amount, Gaussian width in mm) on the synthesised slices, 0 is off.
-    ``used``: when given, receives the device and the identities of the models loaded (for the report).
+    ``precision``: the networks' arithmetic, "auto", "float32" or "bfloat16" (:mod:`calid.methods.precision`).
+    ``used``: when given, receives the device, the precision and the identities of the models loaded (for the report).
     """
     import torch
 
@@ -183,13 +178,14 @@ def fill_into(
     if factor == 1 or count < 2:
         return None
     device = resolve_device(device)
+    precision = resolve_precision(precision, device)
     with progress.stage("load"):
         denoiser, autoencoder = load_models(_model_dir(model, mode).resolve(), device)
         motion = load_motion_guide(device) if guide == "motion" else None
     if used is not None:
         from calid.models.identity import identity_of
 
-        used.update(device=device, models=[i for i in (identity_of(denoiser), identity_of(autoencoder), identity_of(motion)) if i])
+        used.update(device=device, precision=precision, models=[i for i in (identity_of(denoiser), identity_of(autoencoder), identity_of(motion)) if i])
     temporal = _check_mode(mode, denoiser, order)
     check_guide(guide, guide_strength, steps, denoiser.num_train_timesteps, guide_blend,  # the loaded model's own schedule
                 guide_detail, guide_detail_mm)
@@ -197,7 +193,7 @@ def fill_into(
     scale = intensity_scale(source)
     std = np.zeros(out.shape, np.float32) if samples > 1 else None
     generator = torch.Generator().manual_seed(int(seed))
-    with torch.no_grad(), _autocast(device):
+    with torch.no_grad(), inference_autocast(device, precision):
         latents = encode_slices(autoencoder, source, scale, device, progress)
         latent_pixels = latents.shape[-1] * latents.shape[-2]
         for gaps in gap_chunks(count - 1, frames, factor, latent_pixels):
@@ -206,7 +202,7 @@ def fill_into(
                 registration_guide(autoencoder, source, scale, factor, spacing, gaps, device, progress,
                                    latents if guide_latents == "warp" else None)
             sampled, targets = sample_missing(denoiser, latents, factor, float(spacing[2]), settings, generator, progress,
-                                              gaps, temporal, start_latents)
+                                              gaps, temporal, start_latents, precision=precision)
             blends = linear_blends(latents, source, scale, factor, denoiser.neighbours, gaps) if decoding == "residual" else \
                 (start_latents, guide_images) if decoding == "guide-residual" else None
             mixing = guide_images is not None and (guide_blend > 0 or guide_detail > 0)

@@ -40,6 +40,14 @@ DEFAULT_GUIDE = "registration"
 GUIDE_LATENTS = ("encode", "warp")
 DEFAULT_GUIDE_LATENTS = "encode"
 DEFAULT_GUIDE_STRENGTH = 0.5
+#: Arithmetic of the networks: "bfloat16" runs convolutions and matrix products in bfloat16 (fp32
+#: accumulation) through autocast, "float32" runs everything in float32, "auto" picks bfloat16 where the
+#: hardware has native bfloat16 matrix units (CUDA GPUs with bf16, x86 CPUs with AMX) and float32
+#: elsewhere. On the project's AMX CPU bfloat16 decodes about 2.6x faster; on ACDC validation it moved
+#: heart-box PSNR / SSIM by less than 0.01 dB / 0.001 (docs/results/bench_cpu_precision.md).
+#: Acquired slices are never computed, so they stay bit-exact either way.
+PRECISIONS = ("auto", "float32", "bfloat16")
+DEFAULT_PRECISION = "auto"
 #: Share of the registration estimate in each synthesised image when the start is guided:
 #: (1 - w) * CaLID + w * registration. The denoiser predicts something close to the conditional
 #: mean, smoother than a real slice; the morphed neighbours keep real texture. ACDC val (10 volumes,
@@ -197,6 +205,13 @@ def check_guide_latents(guide_latents: str, guide: str) -> None:
     if guide_latents == "warp" and guide != "registration":
         raise InputError(f"guide latents 'warp' moves the neighbours' latents by the registration's motion, which guide "
                          f"{guide!r} does not compute; use guide 'registration' or guide latents 'encode'")
+
+
+def check_precision(precision: str) -> None:
+    """Refuse an unknown arithmetic (see :data:`PRECISIONS`)."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}; "
+                         "'auto' picks bfloat16 where the hardware runs it natively")
 
 
 def check_sharpen(amount: float, width_mm: float) -> None:

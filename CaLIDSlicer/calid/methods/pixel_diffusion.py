@@ -42,7 +42,7 @@ def pixel_denoiser(device: str, seed: int = 0):
 
 
 def fill_pixels(array: np.ndarray, factor: int, spacing: tuple, progress: Progress, *, steps: int,
-                seed: int = 0, device: str = "cpu") -> np.ndarray:
+                seed: int = 0, device: str = "cpu", precision: str = "auto") -> np.ndarray:
     """Dense (T, (Z-1)*factor+1, Y, X) float32 from (T, Z, Y, X), missing slices sampled in image space."""
     import torch
 
@@ -57,18 +57,19 @@ def fill_pixels(array: np.ndarray, factor: int, spacing: tuple, progress: Progre
     scale = intensity_scale(array)
     images = torch.from_numpy(normalise(array, scale)).unsqueeze(2).to(device)  # (T, Z, 1, Y, X)
     sampled, targets = sample_missing(pixel_denoiser(device, seed), images, factor, float(spacing[2]),
-                                      sampler_settings(steps), seed, progress)
+                                      sampler_settings(steps), seed, progress, precision=precision)
     dense[:, targets] = denormalise(sampled[0, :, :, 0].float().cpu().numpy(), scale)
     return dense
 
 
 def reconstruct_pixels(volume: Volume, factor: int, progress: Progress, *, steps: int, seed: int = 0,
-                       device: str = "cpu") -> Volume:
+                       device: str = "cpu", precision: str = "auto") -> Volume:
     """The dense volume on the same grid as ``calid.reconstruct`` (acquired slices copied back), for timing."""
     from calid.methods.output_dtype import to_output_dtype
 
     source = volume.array if volume.is_cine else volume.array[None]
-    dense = fill_pixels(source.astype(np.float32), factor, volume.spacing, progress, steps=steps, seed=seed, device=device)
+    dense = fill_pixels(source.astype(np.float32), factor, volume.spacing, progress, steps=steps, seed=seed, device=device,
+                        precision=precision)
     dense = to_output_dtype(dense, source.dtype)
     dense[:, ::factor] = source
     synthesized = tuple(i for i in range(dense.shape[1]) if i % factor)

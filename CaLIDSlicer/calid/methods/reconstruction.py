@@ -20,7 +20,7 @@ from calid.methods.calid_settings import (DEFAULT_GUIDE, DEFAULT_GUIDE_BLEND, DE
                                           DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, check_guide,
                                           DEFAULT_DECODING, check_decoding, check_temperature,
                                           check_temporal_smoothing, DEFAULT_GUIDE_LATENTS, check_guide_latents,
-                                          DEFAULT_SHARPEN, DEFAULT_SHARPEN_MM, check_sharpen)
+                                          DEFAULT_SHARPEN, DEFAULT_SHARPEN_MM, check_sharpen, DEFAULT_PRECISION, check_precision)
 from calid.methods.output_dtype import output_dtype, to_output_dtype
 from calid.methods.sampler_settings import VIEW_COUNTS
 from calid.progress import Progress, ProgressMode, as_progress
@@ -194,7 +194,7 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
                       views: int | None = None, guide_detail: float | None = None, guide_detail_mm: float | None = None,
                       temperature: float | None = None, decoding: str | None = None,
                       temporal_smoothing: float | None = None, frames: int = 1, guide_latents: str | None = None,
-                      sharpen: float | None = None, sharpen_mm: float | None = None) -> dict:
+                      sharpen: float | None = None, sharpen_mm: float | None = None, precision: str | None = None) -> dict:
     """Options for the diffusion sampler; refuse them for methods that would ignore them."""
     if method != "calid":
         given = [name for name, value in (("steps", steps), ("samples", samples), ("order", order), ("guide", guide),
@@ -202,7 +202,7 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
                                           ("guide_detail", guide_detail), ("guide_detail_mm", guide_detail_mm),
                                           ("temperature", temperature), ("decoding", decoding),
                                           ("temporal_smoothing", temporal_smoothing), ("guide_latents", guide_latents),
-                                          ("sharpen", sharpen), ("sharpen_mm", sharpen_mm))
+                                          ("sharpen", sharpen), ("sharpen_mm", sharpen_mm), ("precision", precision))
                  if value is not None]
         if given:
             raise InputError(f"{' and '.join(given)} apply to the calid method only, not {method!r}; drop them")
@@ -236,6 +236,8 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
     sharpen = DEFAULT_SHARPEN if sharpen is None else sharpen
     sharpen_mm = DEFAULT_SHARPEN_MM if sharpen_mm is None else sharpen_mm
     check_sharpen(sharpen, sharpen_mm)
+    precision = DEFAULT_PRECISION if precision is None else precision
+    check_precision(precision)
     views = DEFAULT_VIEWS if views is None else views
     if isinstance(views, bool) or views not in VIEW_COUNTS:
         raise InputError(f"views must be one of {', '.join(map(str, VIEW_COUNTS))} (in-plane flips averaged), not {views!r}")
@@ -245,7 +247,8 @@ def diffusion_options(method: str, steps: int | None, samples: int | None, seed:
             "guide_detail_mm": float(detail_mm), "views": int(views),
             "temperature": check_temperature(temperature, int(samples)), "decoding": decoding,
             "temporal_smoothing": check_temporal_smoothing(temporal_smoothing, mode, frames),
-            "guide_latents": guide_latents, "sharpen": float(sharpen), "sharpen_mm": float(sharpen_mm)}
+            "guide_latents": guide_latents, "sharpen": float(sharpen), "sharpen_mm": float(sharpen_mm),
+            "precision": precision}
 
 
 def _peer_options(method: str, rife_weights, device: str) -> dict:
@@ -285,6 +288,7 @@ def reconstruct(
     guide_latents: str | None = None,
     sharpen: float | None = None,
     sharpen_mm: float | None = None,
+    precision: str | None = None,
 ) -> ReconstructionResult:
     """Dense volume with slice spacing divided by ``factor``; acquired slices unchanged.
 
@@ -306,6 +310,8 @@ def reconstruct(
     ``guide_latents`` ("encode" or "warp") says how the registration guide's latent is made
     (see :data:`calid.methods.calid_settings.GUIDE_LATENTS`). ``sharpen`` (0 is off) and ``sharpen_mm`` are
     an unsharp mask on the synthesised slices (:func:`calid.methods.detail_transfer.sharpen`).
+    ``precision`` ("auto", "float32" or "bfloat16") is the networks' arithmetic (:mod:`calid.methods.precision`);
+    the report records what "auto" became.
     """
     from calid.io.validate import check_fits_in_memory, validate_volume
 
@@ -317,7 +323,7 @@ def reconstruct(
     mode, mode_notes = resolve_mode(mode, method, volume, model)
     options = diffusion_options(method, steps, samples, seed, device, model, order, mode, guide, guide_strength,
                                 guide_blend, views, guide_detail, guide_detail_mm, temperature, decoding,
-                                temporal_smoothing, volume.n_frames, guide_latents, sharpen, sharpen_mm)
+                                temporal_smoothing, volume.n_frames, guide_latents, sharpen, sharpen_mm, precision)
     options.update(_peer_options(method, rife_weights, device))
     progress = as_progress(progress)
     earlier = dict(progress.stage_seconds)  # a shared Progress (evaluate, cohort) already holds other runs' times
@@ -350,7 +356,7 @@ def reconstruct(
         seconds=time.perf_counter() - started,
         stage_seconds={k: v - earlier.get(k, 0.0) for k, v in progress.stage_seconds.items() if v != earlier.get(k)},
         notes=notes + mode_notes,
-        sampler={key: value for key, value in options.items() if key not in ("device", "seed")},
+        sampler={key: used.get(key, value) for key, value in options.items() if key not in ("device", "seed")},
         models=tuple(used.get("models", ())),
         device=used.get("device", "cpu"),
     )

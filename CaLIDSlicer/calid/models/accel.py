@@ -5,8 +5,9 @@ convolutions run in fastest, so 2D convolution weights are stored that way and a
 follow (a convolution with channels-last weights returns channels-last output); 3D
 convolutions (the 2D+T model's temporal mixers) keep their layout. On the project's CPU this
 made the autoencoder's decode 1.2-1.7 times faster and a whole reconstruction take 0.69-0.88 of
-the time, with outputs equal to float rounding (docs/results/bench_cpu_channels_last.md). bf16 autocast is applied on CUDA only, where
-the networks are called (:func:`calid.methods.calid_fill.sample_missing`, :func:`calid.train.loop.train`).
+the time, with outputs equal to float rounding (docs/results/bench_cpu_channels_last.md). bfloat16
+arithmetic is the other speed setting, chosen where the networks are called
+(:mod:`calid.methods.precision`; training keeps its own rule in :func:`calid.train.loop.train`).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from calid.errors import InputError
+from calid.methods.precision import resolve_precision
 from calid.methods.reconstruction import reconstruct, resolve_factor
 
 
@@ -131,7 +132,9 @@ def test_bundled_calid_model_keeps_measured_slices_and_geometry(oblique_stack, o
                               "guide": "registration", "guide_strength": 0.5, "guide_blend": 0.2,
                               "guide_detail": rec.DEFAULT_GUIDE_DETAIL, "guide_detail_mm": rec.DEFAULT_GUIDE_DETAIL_MM, "views": 1,
                               "temperature": 0.0, "decoding": rec.DEFAULT_DECODING, "temporal_smoothing": 0.0,
-                              "guide_latents": "encode", "sharpen": 0.0, "sharpen_mm": 4.0}
+                              "guide_latents": "encode", "sharpen": 0.0, "sharpen_mm": 4.0,
+                              "precision": resolve_precision("auto", "cpu")}
+    assert result.sampler["precision"] in ("float32", "bfloat16")  # the report says what "auto" became
 
 
 

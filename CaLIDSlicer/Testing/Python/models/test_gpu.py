@@ -118,7 +118,8 @@ def test_reconstruct_cuda_matches_cpu():
     from calid.phantom.generator import make_phantom
 
     sparse = make_phantom(n_slices=5, n_frames=1, as_3d=True, size=(64, 64)).image
-    cpu = calid.reconstruct(sparse, factor=2, method="calid", device="cpu", guide="none", progress="none").volume
+    cpu = calid.reconstruct(sparse, factor=2, method="calid", device="cpu", guide="none", progress="none",
+                            precision="float32").volume
     gpu = calid.reconstruct(sparse, factor=2, method="calid", device="cuda", guide="none", progress="none").volume
     made = list(cpu.synthesized)
     assert made == list(gpu.synthesized) and made

@@ -31,12 +31,13 @@ def estimate_for_args(args: argparse.Namespace, shape: tuple[int, ...], slice_sp
     ``probe``: time this CPU now (:func:`speed_probe`) for CPU runs of the slow methods; without
     it (the Slicer panel, which must not load models into Slicer) the calibrated costs stand.
     """
+    device = estimate_device(args.device)
     work = workload_for(tuple(shape), slice_spacing, factor=args.factor or (None if args.spacing else 2),
                         spacing=args.spacing, method=args.method, mode=args.mode, steps=args.steps,
                         samples=args.samples, views=args.views, guide=args.guide,
                         guide_latents=getattr(args, "guide_latents", None),
-                        segment=getattr(args, "segment", None) is not None)
-    device = estimate_device(args.device)
+                        segment=getattr(args, "segment", None) is not None,
+                        precision=getattr(args, "precision", None), device=device)
     slow = work.method in PROBED or work.segment
     busy = speed_probe(work.mode, getattr(args, "model", None)) if probe and device == "cpu" and slow else None
     return estimate(work, device, busy=busy)

@@ -39,6 +39,12 @@ CPU_COSTS: dict[str, float] = {
     "interpolate": 0.000132,
     "segment": 0.0732,  # one pass per slice (flips=1, the default since issue 18.11)
 }
+#: CPU unit costs under bfloat16 autocast (precision "auto" on an AMX CPU) over the float32 ones above:
+#: the network stages in three interleaved bench pairs (docs/results/bench_cpu_precision.md; encode
+#: 0.45, sample 0.45, decode 0.47). "register_slice" holds one encoder call (0.0733 of its 0.0901 s)
+#: plus the morph, so 0.45 of the first and all of the second. Demons and I/O do not change.
+BFLOAT16_CPU_SCALE: dict[str, float] = {"encode": 0.45, "sample_3d": 0.45, "sample_2dt": 0.45, "decode": 0.47,
+                                        "register_slice": 0.55}
 #: Where each device's unit costs come from; None: not measured yet.
 DEVICE_COSTS: dict[str, dict[str, float] | None] = {"cpu": CPU_COSTS, "cuda": None}
 #: Cost keys that do not grow with the slice's pixels.
@@ -67,6 +73,7 @@ class Workload:
     guide_latents: str = "encode"
     segment: bool = False
     flips: int = 1  # mirror images the segmenter averages per slice (each one a full pass)
+    precision: str = "float32"  # the networks' arithmetic, resolved ("float32" or "bfloat16")
 
     @property
     def gaps(self) -> int:
@@ -162,11 +169,14 @@ class Estimate:
 def estimate(work: Workload, device: str = "cpu", costs: dict[str, float] | None = None, busy: float | None = None) -> Estimate:
     """Seconds per stage of ``work`` on ``device`` ("cpu" or "cuda"; a resolved device, not "auto").
 
-    ``busy`` (this CPU's :func:`speed_probe`; None: not timed) scales every stage alike.
+    ``busy`` (this CPU's :func:`speed_probe`; None: not timed) scales every stage alike. A
+    bfloat16 workload on the CPU uses the float32 costs times :data:`BFLOAT16_CPU_SCALE`.
     """
     table = costs if costs is not None else DEVICE_COSTS.get(device)
     if table is None:
         return Estimate(device=device, work=work)
+    if device == "cpu" and work.precision == "bfloat16":
+        table = {key: cost * BFLOAT16_CPU_SCALE.get(key, 1.0) for key, cost in table.items()}
     factor = 1.0 if busy is None else busy
     stages = {stage: factor * sum(table[key] * units for key, units in keys.items())
               for stage, keys in _scaled_units(work).items()}
@@ -257,8 +267,12 @@ def estimate_device(device: str) -> str:
 def workload_for(shape: tuple[int, ...], slice_spacing: float, *, factor: int | None = None, spacing: float | None = None,
                  method: str = "auto", mode: str = "auto", steps: int | None = None, samples: int | None = None,
                  views: int | None = None, guide: str | None = None, segment: bool = False,
-                 model: str | None = None, guide_latents: str | None = None) -> Workload:
-    """The :class:`Workload` of ``calid.reconstruct`` on an input of ``shape`` ((T,) Z, Y, X), resolved as the engine resolves it."""
+                 model: str | None = None, guide_latents: str | None = None, precision: str | None = None,
+                 device: str = "cpu") -> Workload:
+    """The :class:`Workload` of ``calid.reconstruct`` on an input of ``shape`` ((T,) Z, Y, X), resolved as the engine resolves it.
+
+    ``device`` is the resolved device the networks will run on; it decides what precision "auto" means.
+    """
     from types import SimpleNamespace
 
     from calid.methods.calid_settings import DEFAULT_GUIDE, DEFAULT_GUIDE_LATENTS, DEFAULT_VIEWS
@@ -271,7 +285,22 @@ def workload_for(shape: tuple[int, ...], slice_spacing: float, *, factor: int | 
     mode, _ = resolve_mode(mode, method, header, model)
     return Workload(frames=frames, slices=slices, height=height, width=width, factor=factor, method=method, mode=mode,
                     steps=steps or DEFAULT_STEPS, samples=samples or DEFAULT_SAMPLES, views=views or DEFAULT_VIEWS,
-                    guide=guide or DEFAULT_GUIDE, guide_latents=guide_latents or DEFAULT_GUIDE_LATENTS, segment=segment)
+                    guide=guide or DEFAULT_GUIDE, guide_latents=guide_latents or DEFAULT_GUIDE_LATENTS, segment=segment,
+                    precision=_resolved_precision(precision, device))
+
+
+def _resolved_precision(precision: str | None, device: str) -> str:
+    """What ``precision`` (None: the default) becomes on ``device``; float32 where torch is not importable."""
+    from calid.methods.calid_settings import DEFAULT_PRECISION, check_precision
+
+    precision = precision or DEFAULT_PRECISION
+    check_precision(precision)
+    try:
+        from calid.methods.precision import resolve_precision
+
+        return resolve_precision(precision, device)
+    except ImportError:
+        return "float32" if precision == "auto" else precision
 
 
 def segment_workload(shape: tuple[int, ...], flips: int = 1) -> Workload:

@@ -81,3 +81,21 @@ def test_bfloat16_changes_synthesised_slices_by_rounding_only_and_never_acquired
     difference = np.sqrt(np.mean((made_rounded - made_exact) ** 2)) / made_exact.std()
     assert 0 < difference < 0.05  # bfloat16 did run (not bit-equal), and moved the slices by rounding only
 
+
+
+def test_the_time_estimate_follows_the_arithmetic(monkeypatch):
+    from calid.methods.estimate import BFLOAT16_CPU_SCALE, estimate, workload_for
+
+    shape = (10, 256, 256)
+    exact = workload_for(shape, 8.0, factor=4, method="calid", mode="3d", precision="float32")
+    rounded = workload_for(shape, 8.0, factor=4, method="calid", mode="3d", precision="bfloat16")
+    assert (exact.precision, rounded.precision) == ("float32", "bfloat16")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert workload_for(shape, 8.0, factor=4, method="calid", mode="3d").precision == "float32"
+    slow, fast = estimate(exact, "cpu"), estimate(rounded, "cpu")
+    for stage, key in (("encode", "encode"), ("sample", "sample_3d"), ("decode", "decode")):
+        assert fast.stages[stage] == pytest.approx(slow.stages[stage] * BFLOAT16_CPU_SCALE[key])
+    assert fast.stages["read and write"] == slow.stages["read and write"]  # no network there
+    assert slow.stages["register"] > fast.stages["register"] > 0.5 * slow.stages["register"]  # demons stay float32
+    with pytest.raises(InputError, match="precision must be one of"):
+        workload_for(shape, 8.0, factor=4, method="calid", mode="3d", precision="fp8")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from calid.commands.argtypes import existing, positive_int
+from calid.methods.calid_settings import DEFAULT_PRECISION, PRECISIONS
 
 HELP = "train the CaLID autoencoder, latent denoiser or motion guide (single process or under torchrun)"
 DESCRIPTION = (
@@ -44,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="vae only: train the decoder alone, so latents (and a denoiser trained on them) stay valid")
     parser.add_argument("--vae", type=Path, help="denoiser only: trained autoencoder model folder (default: bundled)")
     parser.add_argument("--init", type=Path,
-                        help="denoiser: model folder to fine-tune (default: a new network); "
+                        help="vae: model or run folder to start from (tensors of matching name; wider layers, e.g. "
+                             "more --latent-channels, get the trained values in their leading channels); "
+                             "denoiser: model folder to fine-tune (default: a new network); "
                              "denoiser-2dt: 3D denoiser to build on (default: bundled); "
                              "motion: model folder or run whose tensors of matching name and shape start a new run")
     parser.add_argument("--augment", choices=("dihedral", "none"), default="dihedral",
@@ -74,9 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where normalised slices/latents are cached between runs")
     parser.add_argument("--channels", type=_channels, metavar="C1,C2,C3",
                         help="vae/denoiser: network widths per level (default: the bundled model's); larger for GPU runs")
+    parser.add_argument("--latent-channels", type=positive_int, metavar="N",
+                        help="vae only: latent channels (default: the bundled model's, 4); more keep more detail")
     parser.add_argument("--minutes", type=float, metavar="M",
                         help="stop (with a checkpoint) after M minutes of training; --resume goes on later")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                        help="vae/denoiser/denoiser-2dt: arithmetic of the forward pass (default auto: bfloat16 autocast "
+                             "where the GPU or CPU has native bfloat16, e.g. AMX, else float32); weights stay float32")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
 
 

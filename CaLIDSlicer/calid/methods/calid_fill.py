@@ -22,7 +22,7 @@ from calid.methods.calid_settings import (DEFAULT_DECODING, DEFAULT_GUIDE, DEFAU
                                           DEFAULT_GUIDE_DETAIL_MM, DEFAULT_GUIDE_STRENGTH, DEFAULT_MODEL, DEFAULT_TEMPORAL_MODEL, DEFAULT_VIEWS, ROUND_IMAGE_PIXELS, check_decoding, check_guide, check_guide_latents, DEFAULT_GUIDE_LATENTS,
                                           DEFAULT_SHARPEN, DEFAULT_SHARPEN_MM, check_sharpen, DEFAULT_PRECISION,
                                           resolve_device, sampler_settings)
-from calid.methods.precision import inference_autocast, resolve_precision
+from calid.methods.precision import network_autocast, resolve_precision
 from calid.models.preprocess import intensity_scale
 from calid.progress import Progress
 
@@ -89,7 +89,7 @@ def sample_missing(denoiser, stacks, factor: int, gap_mm: float, settings, seed:
     gap_count = len(gaps) if gaps is not None else count - 1
     missing = frames * gap_count * (factor - 1)
     total = chunk_count(missing, factor, settings, frames if temporal else None)
-    with torch.no_grad(), inference_autocast(stacks.device, precision), progress.stage("sample", total) as stage:
+    with torch.no_grad(), network_autocast(stacks.device, precision), progress.stage("sample", total) as stage:
         return fill_latents(denoiser, stacks, factor, gap_mm, settings, generator, stage.advance, gaps, temporal, guide)
 
 
@@ -193,7 +193,7 @@ def fill_into(
     scale = intensity_scale(source)
     std = np.zeros(out.shape, np.float32) if samples > 1 else None
     generator = torch.Generator().manual_seed(int(seed))
-    with torch.no_grad(), inference_autocast(device, precision):
+    with torch.no_grad(), network_autocast(device, precision):
         latents = encode_slices(autoencoder, source, scale, device, progress)
         latent_pixels = latents.shape[-1] * latents.shape[-2]
         for gaps in gap_chunks(count - 1, frames, factor, latent_pixels):

@@ -37,8 +37,8 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
     return precision
 
 
-def inference_autocast(device: str | torch.device, precision: str):
-    """The autocast context for networks run on ``device`` at ``precision`` (a no-op for float32)."""
+def network_autocast(device: str | torch.device, precision: str):
+    """The autocast context for networks run (or trained) on ``device`` at ``precision`` (a no-op for float32)."""
     import torch
 
     if resolve_precision(precision, device) == "float32":

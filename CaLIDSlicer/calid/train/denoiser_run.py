@@ -173,7 +173,8 @@ def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:
 
     draw = partial(diffusion_batch, latents, args.batch, crop, kwargs["neighbours"], scheduler.num_train_timesteps,
                    augment=args.augment == "dihedral", guides=guides)
-    settings = LoopSettings(steps=args.steps, learning_rate=args.lr, minutes=getattr(args, "minutes", None))
+    settings = LoopSettings(steps=args.steps, learning_rate=args.lr, minutes=getattr(args, "minutes", None),
+                            precision=getattr(args, "precision", "auto"))
     train(model, draw, loss_of, settings, context, args.out, args.seed, resume=args.resume, on_checkpoint=report)
     if context.is_main:
         vae_name = json.loads((autoencoder_dir(args) / "config.json").read_text())["name"]

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import torch
 
+from calid.methods.precision import network_autocast
 from calid.train.checkpoint import load_checkpoint, save_checkpoint
 from calid.train.distributed import DistributedContext, unwrap
 
@@ -31,6 +32,9 @@ class LoopSettings:
     #: Wall-clock budget of this call in minutes (None: none). At the deadline the loop checkpoints and
     #: returns, so a lent machine's call ends inside its limit; ``--resume`` goes on from there.
     minutes: float | None = None
+    #: The arithmetic of the forward pass ("auto": bfloat16 autocast where the hardware has it, CUDA
+    #: GPUs with bf16 and AMX CPUs; :mod:`calid.methods.precision`). The weights stay float32.
+    precision: str = "auto"
 
 
 def learning_rate(step: int, settings: LoopSettings) -> float:
@@ -66,7 +70,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, settings)
         batch = draw_batch(generator)
-        with _autocast(context.device):
+        with network_autocast(context.device, settings.precision):
             loss, logged = loss_of(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -88,11 +92,3 @@ def train(
             break
     return losses
 
-
-def _autocast(device: torch.device):
-    """bf16 autocast on CUDA (the GPU path); nothing on the CPU, whose results stay as they were."""
-    import contextlib
-
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()

@@ -90,10 +90,9 @@ def export_model(model: MotionNet, directory: Path, card_lines: list[str]) -> No
 
 def init_from(model: MotionNet, source: Path) -> int:
     """Copy every tensor of a model folder or run checkpoint whose name and shape match; the count copied."""
-    from safetensors.torch import load_file
+    from calid.train.warm_start import trained_tensors
 
-    file = source / "model.safetensors" if (source / "model.safetensors").is_file() else source / "checkpoint.safetensors"
-    tensors = {k.removeprefix("model."): v for k, v in load_file(str(file)).items() if not k.startswith("optim.")}
+    tensors = trained_tensors(source)
     own = model.state_dict()
     matching = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(matching, strict=False)

@@ -176,7 +176,8 @@ def run_denoiser_2dt(args: argparse.Namespace, context: DistributedContext) -> N
     guided_draw = partial(clip_batch, cines, args.batch, args.crop // 4, kwargs["neighbours"], augment=args.augment == "dihedral",
                           guides=guides)
     draw = plain_draw if not guided else (lambda generator: (plain_draw(generator), guided_draw(generator)))
-    settings = LoopSettings(steps=args.steps, learning_rate=args.lr)
+    settings = LoopSettings(steps=args.steps, learning_rate=args.lr,
+                            precision=getattr(args, "precision", "auto"))
     train(model, draw, loss_of, settings, context, args.out, args.seed, resume=args.resume, on_checkpoint=report)
     if context.is_main:
         vae_name = json.loads((autoencoder_dir(args) / "config.json").read_text())["name"]

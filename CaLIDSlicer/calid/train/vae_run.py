@@ -29,8 +29,15 @@ def run_vae(args: argparse.Namespace, context: DistributedContext) -> None:
     stacks = cached_stacks(data, "train", args.cache_dir)
     val_stacks = cached_stacks(data, "val", args.cache_dir)
     torch.manual_seed(args.seed)
-    kwargs = {**VAE_KWARGS, **({"channels": args.channels} if getattr(args, "channels", None) else {})}
+    kwargs = {**VAE_KWARGS, **({"channels": args.channels} if getattr(args, "channels", None) else {}),
+              **({"latent_channels": args.latent_channels} if getattr(args, "latent_channels", None) else {})}
     autoencoder = SliceAutoencoder(**kwargs)
+    if getattr(args, "init", None) is not None and not args.resume:
+        from calid.train.warm_start import grow_into, trained_tensors
+
+        counts = grow_into(autoencoder, trained_tensors(args.init))
+        if context.is_main:
+            print(json.dumps({"event": "init", "from": str(args.init), **counts}), flush=True)
     if args.freeze_encoder:
         freeze_encoder(autoencoder)
     model = wrap(autoencoder, context)
@@ -45,7 +52,8 @@ def run_vae(args: argparse.Namespace, context: DistributedContext) -> None:
         net.train()
         print(json.dumps({"step": step, "val_psnr": round(score, 2), "minutes": round((time.perf_counter() - started) / 60, 1)}), flush=True)
 
-    settings = LoopSettings(steps=args.steps, learning_rate=args.lr, minutes=getattr(args, "minutes", None))
+    settings = LoopSettings(steps=args.steps, learning_rate=args.lr, minutes=getattr(args, "minutes", None),
+                            precision=getattr(args, "precision", "auto"))
     train(
         model,
         partial(slice_batch, stacks, args.batch, args.crop),
@@ -60,7 +68,8 @@ def run_vae(args: argparse.Namespace, context: DistributedContext) -> None:
     if context.is_main:
         card = (
             f"# calid-vae-acdc (training run)\n\nSliceAutoencoder {kwargs}, {args.steps} steps, batch {args.batch}, "
-            f"crop {args.crop}, trained on the 'train' split of {', '.join(data)}.\n"
+            f"crop {args.crop}, trained on the 'train' split of {', '.join(data)}"
+            f"{f', started from {args.init}' if getattr(args, 'init', None) else ''}.\n"
         )
         save_run_model(unwrap(model).cpu(), kwargs, stacks, args.out / "model", card)
 

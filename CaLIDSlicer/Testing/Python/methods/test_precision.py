@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
 from calid.errors import InputError  # noqa: E402
-from calid.methods.precision import full_precision, inference_autocast, resolve_precision  # noqa: E402
+from calid.methods.precision import full_precision, network_autocast, resolve_precision  # noqa: E402
 
 
 def test_explicit_precisions_are_kept_and_auto_follows_the_hardware(monkeypatch):
@@ -31,11 +31,11 @@ def test_an_unknown_precision_is_refused_with_the_choices():
 def test_the_autocast_region_computes_convolutions_in_bfloat16_and_full_precision_turns_it_off():
     conv = torch.nn.Conv2d(2, 3, 3)
     x = torch.randn(1, 2, 8, 8)
-    with inference_autocast("cpu", "bfloat16"):
+    with network_autocast("cpu", "bfloat16"):
         assert conv(x).dtype == torch.bfloat16
         with full_precision("cpu"):
             assert conv(x).dtype == torch.float32
-    with inference_autocast("cpu", "float32"):
+    with network_autocast("cpu", "float32"):
         assert conv(x).dtype == torch.float32
 
 
@@ -99,3 +99,25 @@ def test_the_time_estimate_follows_the_arithmetic(monkeypatch):
     assert slow.stages["register"] > fast.stages["register"] > 0.5 * slow.stages["register"]  # demons stay float32
     with pytest.raises(InputError, match="precision must be one of"):
         workload_for(shape, 8.0, factor=4, method="calid", mode="3d", precision="fp8")
+
+
+@pytest.mark.parametrize("precision, dtype", [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
+def test_training_runs_its_forward_pass_at_the_chosen_precision_and_learns(precision, dtype):
+    from calid.train.distributed import DistributedContext
+    from calid.train.loop import LoopSettings, train
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 3, padding=1))
+    target = torch.rand(4, 1, 16, 16)
+    seen = []
+
+    def loss_of(network, batch):
+        out = network(batch)
+        seen.append(out.dtype)
+        return (out.float() - batch).pow(2).mean(), {}
+
+    settings = LoopSettings(steps=40, learning_rate=1e-2, warmup=1, log_every=1000, checkpoint_every=1000, precision=precision)
+    losses = train(model, lambda generator: target, loss_of, settings, DistributedContext(0, 1, torch.device("cpu")), None, 0)
+    assert set(seen) == {dtype}
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the weights themselves stay float32
+    assert losses[-1] < 0.5 * losses[0]

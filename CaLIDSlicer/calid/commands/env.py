@@ -33,6 +33,10 @@ def collect() -> dict:
 
         info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
         info["cpu_threads"] = torch.get_num_threads()
+        from calid.methods.precision import resolve_precision
+
+        info["precision_auto"] = {device: resolve_precision("auto", device)  # what --precision auto runs here
+                                  for device in ("cpu", *(("cuda",) if torch.cuda.is_available() else ()))}
     except ImportError:
         info["cuda"] = "unknown (torch not installed)"
     return info

@@ -121,3 +121,12 @@ def test_training_runs_its_forward_pass_at_the_chosen_precision_and_learns(preci
     assert set(seen) == {dtype}
     assert all(p.dtype == torch.float32 for p in model.parameters())  # the weights themselves stay float32
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_calid_env_says_what_auto_means_on_this_machine(monkeypatch):
+    from calid.commands.env import collect
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert collect()["precision_auto"]["cpu"] == "float32"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert collect()["precision_auto"]["cpu"] == ("bfloat16" if torch.backends.mkldnn.is_available() else "float32")

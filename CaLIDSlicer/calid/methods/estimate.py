@@ -294,7 +294,7 @@ def _resolved_precision(precision: str | None, device: str) -> str:
     from calid.methods.calid_settings import DEFAULT_PRECISION, check_precision
 
     precision = precision or DEFAULT_PRECISION
-    check_precision(precision)
+    check_precision(precision)  # also where torch is missing
     try:
         from calid.methods.precision import resolve_precision
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from calid.methods.precision import network_autocast
+from calid.methods.precision import network_autocast, resolve_precision
 from calid.train.checkpoint import load_checkpoint, save_checkpoint
 from calid.train.distributed import DistributedContext, unwrap
 
@@ -66,11 +66,12 @@ def train(
     losses: list[float] = []
     started = time.perf_counter()
     deadline = None if settings.minutes is None else started + 60 * settings.minutes
+    precision = resolve_precision(settings.precision, context.device)  # once, not on every step
     for step in range(start, settings.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, settings)
         batch = draw_batch(generator)
-        with network_autocast(context.device, settings.precision):
+        with network_autocast(context.device, precision):
             loss, logged = loss_of(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -53,6 +53,10 @@ def load_models(model_dir: Path, device: str):
         raise ModelError(f"{model_dir} is a {config.kind!r} model; the calid method needs a denoiser that names its autoencoder")
     sibling = model_dir.parent / vae_name
     autoencoder, _ = load_identified(sibling if (sibling / "config.json").is_file() else find_model(vae_name), device)
+    reads, makes = getattr(denoiser, "latent_channels", None), getattr(autoencoder, "latent_channels", None)
+    if reads is not None and makes is not None and reads != makes:
+        raise ModelError(f"{model_dir} reads {reads} latent channels but its autoencoder {vae_name} makes {makes}: "
+                         f"install the autoencoder it was trained with ('calid models fetch {vae_name}')")
     from calid.models.accel import for_device  # in place: the identities recorded above stay valid
 
     return for_device(denoiser, device), for_device(autoencoder, device)

@@ -212,3 +212,32 @@ def with_guide_input(model: SliceDenoiser, kwargs: dict) -> tuple[SliceDenoiser,
     state["unet.conv_in.weight"] = torch.cat([weight, extra], dim=1)
     copy.load_state_dict(state)
     return copy, kwargs
+
+
+def with_latent_channels(model: SliceDenoiser, kwargs: dict, latent_channels: int) -> tuple[SliceDenoiser, dict]:
+    """A copy (and its kwargs) of a 3D denoiser that reads and predicts ``latent_channels`` (at least the model's).
+
+    For an autoencoder grown from the model's own (``calid train vae --latent-channels N --init``),
+    whose leading latent channels began as the old ones: each input group (noisy latent, blend,
+    every neighbour, guide) gets the trained weights for its leading channels and zero weight
+    for the new ones, and the new output channels start at zero, so training for the new
+    latents begins from the trained network's behaviour rather than from scratch.
+    """
+    old = model.latent_channels
+    if latent_channels < old:
+        raise ValueError(f"a denoiser can grow to more latent channels, not shrink from {old} to {latent_channels}")
+    if latent_channels == old:
+        return model, dict(kwargs)
+    kwargs = {**kwargs, "latent_channels": int(latent_channels)}
+    copy = SliceDenoiser(**kwargs)
+    state = model.state_dict()
+    weight = state["unet.conv_in.weight"]
+    groups = weight.shape[1] // old
+    grown = weight.new_zeros((weight.shape[0], groups, latent_channels, *weight.shape[2:]))
+    grown[:, :, :old] = weight.unflatten(1, (groups, old))
+    state["unet.conv_in.weight"] = grown.flatten(1, 2)
+    for name in ("unet.out.2.weight", "unet.out.2.bias"):
+        trained = state[name]
+        state[name] = torch.cat([trained, trained.new_zeros((latent_channels - old, *trained.shape[1:]))])
+    copy.load_state_dict(state)
+    return copy, kwargs

@@ -33,6 +33,12 @@ def autoencoder_dir(args: argparse.Namespace) -> Path:
     return args.vae if args.vae is not None else find_model("calid-vae-acdc")
 
 
+def autoencoder_latent_channels(args: argparse.Namespace) -> int:
+    """Latent channels of the autoencoder the denoiser is trained on: a fresh network is built to match it."""
+    config = json.loads((autoencoder_dir(args) / "config.json").read_text())
+    return int(config["kwargs"].get("latent_channels", DENOISER_KWARGS["latent_channels"]))
+
+
 def autoencoder_cache(args: argparse.Namespace, name: str, split: str, context: DistributedContext, build) -> Path:
     """A cache file of ``split`` derived through the autoencoder, made once (main rank) per its weights' SHA-256.
 
@@ -104,22 +110,31 @@ def validation_scores(model: torch.nn.Module, stacks: list[LatentStack], neighbo
 def initial_denoiser(args: argparse.Namespace):
     """A fresh network of the bundled shape, or (``--init``) a trained 3D denoiser to fine-tune, and its kwargs.
 
+    Either reads as many latent channels as the autoencoder makes; an ``--init`` model with fewer
+    (the autoencoder grew, ``calid train vae --latent-channels N --init``) gets the new ones at zero weight.
+
     ``--guide-input``: the network reads the guide's latent too; an ``--init`` model without
     that input gets it added at zero weight (:func:`calid.models.denoiser.with_guide_input`).
     """
-    from calid.models.denoiser import SliceDenoiser, with_guide_input
+    from calid.models.denoiser import SliceDenoiser, with_guide_input, with_latent_channels
     from calid.models.format import load_model
 
     guide_input = bool(getattr(args, "guide_input", False))
     if args.init is None:
-        kwargs = {**DENOISER_KWARGS, "prediction_type": args.prediction, **({"guide_input": True} if guide_input else {})}
+        kwargs = {**DENOISER_KWARGS, "latent_channels": autoencoder_latent_channels(args),
+                  "prediction_type": args.prediction, **({"guide_input": True} if guide_input else {})}
         if getattr(args, "channels", None):
             kwargs["channels"] = list(args.channels)
         return SliceDenoiser(**kwargs), kwargs
     model, config = load_model(args.init)
     if config.architecture != "calid-denoiser" or config.kwargs.get("prediction_type", "sample") != args.prediction:
         raise ValueError(f"--init must be a 3D calid denoiser predicting {args.prediction!r}, not {config.architecture!r} {config.kwargs}")
-    return with_guide_input(model, config.kwargs) if guide_input else (model, dict(config.kwargs))
+    expected = autoencoder_latent_channels(args)
+    if model.latent_channels > expected:
+        raise ValueError(f"--init {args.init} reads {model.latent_channels} latent channels but the autoencoder "
+                         f"{autoencoder_dir(args)} makes only {expected}: leave --init out to train a new denoiser for it")
+    model, kwargs = with_latent_channels(model, config.kwargs, expected)  # a grown autoencoder: new channels at zero weight
+    return with_guide_input(model, kwargs) if guide_input else (model, kwargs)
 
 
 def run_denoiser(args: argparse.Namespace, context: DistributedContext) -> None:

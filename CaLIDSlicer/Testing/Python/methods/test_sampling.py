@@ -113,6 +113,17 @@ def test_fill_refuses_a_model_that_is_not_a_denoiser(model_dir):
         fill(np.ones((1, 2, 8, 8), np.float32), 2, (1, 1, 1), Progress("none"), device="cpu", model=model_dir.parent / "tiny-vae")
 
 
+def test_fill_refuses_a_denoiser_whose_autoencoder_makes_other_latents(tmp_path, denoiser):
+    from calid.errors import ModelError
+
+    wide = {**TINY_VAE, "latent_channels": 3}
+    save_model(SliceAutoencoder(**wide), ModelConfig("wide-vae", "1.0.0", "vae", "calid-vae", wide), tmp_path / "wide-vae", "# t")
+    config = ModelConfig("tiny-den", "1.0.0", "denoiser", "calid-denoiser", TINY_DENOISER, {"autoencoder": "wide-vae"})
+    mismatched = save_model(denoiser, config, tmp_path / "tiny-den", "# tiny")
+    with pytest.raises(ModelError, match="reads 2 latent channels but its autoencoder wide-vae makes 3"):
+        fill(np.ones((1, 2, 8, 8), np.float32), 2, (1, 1, 1), Progress("none"), device="cpu", model=mismatched)
+
+
 def test_linear_blends_weight_the_nearest_acquired_neighbours():
     """Residual decoding adds decode(z) - decode(z_lin) to I_lin: both blends must use the same neighbours."""
     import calid.methods.calid_settings as calid_settings

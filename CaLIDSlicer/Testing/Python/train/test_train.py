@@ -383,3 +383,46 @@ def test_guide_input_training_needs_the_guided_objective(tmp_path):
     with pytest.raises(ValueError, match="--guide-input needs --objective guided"):
         main(["train", "denoiser", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--guide-input",
               "--objective", "trajectory", "--cache-dir", str(tmp_path / "cache")])
+
+
+def test_a_new_denoiser_reads_as_many_latent_channels_as_its_autoencoder_makes(tmp_path):
+    import argparse
+
+    from calid.models.denoiser import SliceDenoiser
+    from calid.models.format import ModelConfig, save_model
+    from calid.train.denoiser_run import initial_denoiser
+
+    wide = {**TINY_VAE, "latent_channels": 3}
+    vae = save_model(SliceAutoencoder(**wide), ModelConfig("wide-vae", "1.0.0", "vae", "calid-vae", wide), tmp_path / "vae", "# t")
+    args = argparse.Namespace(vae=vae, init=None, prediction="sample", guide_input=False, channels=[16, 16])
+    model, kwargs = initial_denoiser(args)
+    assert model.latent_channels == kwargs["latent_channels"] == 3
+
+    four = {"latent_channels": 4, "neighbours": 2, "channels": [8, 8], "num_res_blocks": 1, "norm_num_groups": 4,
+            "prediction_type": "sample"}
+    start = save_model(SliceDenoiser(**four), ModelConfig("start", "1.0.0", "denoiser", "calid-denoiser", four), tmp_path / "start", "# s")
+    with pytest.raises(ValueError, match="reads 4 latent channels but the autoencoder .* makes only 3"):
+        initial_denoiser(argparse.Namespace(**{**vars(args), "init": start}))
+
+
+def test_a_denoiser_grown_to_more_latent_channels_predicts_the_old_ones_as_before():
+    from calid.models.denoiser import SliceDenoiser, with_latent_channels
+
+    torch.manual_seed(0)
+    kwargs = {"latent_channels": 2, "neighbours": 2, "channels": [8, 8], "num_res_blocks": 1, "norm_num_groups": 4}
+    model = SliceDenoiser(**kwargs).eval()
+    with torch.no_grad():  # non-zero output layer, so the prediction depends on every input
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.1)
+    grown, grown_kwargs = with_latent_channels(model, kwargs, 3)
+    assert grown.latent_channels == grown_kwargs["latent_channels"] == 3
+    noisy, context = torch.randn(2, 2, 8, 8), torch.randn(2, 4, 2, 8, 8)
+    timesteps, fraction, gap = torch.tensor([10, 500]), torch.tensor([0.25, 0.5]), torch.tensor([20.0, 10.0])
+    with torch.no_grad():
+        before = model(noisy, timesteps, context, fraction, gap)
+        extra = torch.randn(2, 1, 8, 8), torch.randn(2, 4, 1, 8, 8)  # whatever the new channel holds
+        after = grown.eval()(torch.cat([noisy, extra[0]], 1), timesteps, torch.cat([context, extra[1]], 2), fraction, gap)
+    torch.testing.assert_close(after[:, :2], before)
+    assert float(after[:, 2:].abs().max()) == 0.0  # the new channel starts at zero
+    with pytest.raises(ValueError, match="not shrink"):
+        with_latent_channels(model, kwargs, 1)
